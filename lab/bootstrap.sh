@@ -10,7 +10,10 @@ say() { printf 'bootstrap: %s\n' "$*"; }
 die() { printf 'bootstrap: %s\n' "$*" >&2; exit 1; }
 
 [ "$(id -u)" -eq 0 ] || die "must run as root (apt, podman with systemd containers and iptables need it); nothing was changed"
-[ -r /etc/os-release ] && . /etc/os-release
+# MCFLEET_OS_RELEASE lets the tests show the refusal on a non-Debian system.
+os_release=${MCFLEET_OS_RELEASE:-/etc/os-release}
+# shellcheck disable=SC1090
+[ -r "$os_release" ] && . "$os_release"
 [ "${ID:-}" = debian ] || die "needs Debian (found ${PRETTY_NAME:-an unknown system}); nothing was changed"
 
 apt_packages=(podman runc debootstrap iptables memcached libmemcached-tools conntrack python3-venv make)
