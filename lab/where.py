@@ -23,7 +23,8 @@ def main():
     print(f"{'HOST':<13} {'ADDRESS':<14} {'SUITE':<9} GROUP")
     for host in sorted(hostvars, key=lambda name: hostvars[name]["mcfleet_address"]):
         facts = hostvars[host]
-        print(f"{host:<13} {facts['mcfleet_address']:<14} {facts['lab_suite']:<9} {','.join(groups_of.get(host, []))}")
+        groups = ",".join(groups_of.get(host, []))
+        print(f"{host:<13} {facts['mcfleet_address']:<14} {facts['lab_suite']:<9} {groups}")
     print("Shell into a host: podman exec -it mcfleet-HOST bash")
 
 
