@@ -1,0 +1,376 @@
+#!/usr/bin/python
+"""Ansible module: block (or unblock) a memcached shard's port for a failover drill."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: mcfleet_shard_block
+short_description: Block a memcached shard's port for a failover drill, with an on-host rollback timer
+description:
+  - Runs on the shard host. Blocks TCP to the memcached port from every client, or only from
+    O(sources) (the routers), so the routers fail over to the gutter pool.
+  - The rules live in one dedicated chain (O(chain)) per address family, reached by one commented
+    jump rule inserted at the top of INPUT (checked with C(-C) first), so it precedes any
+    C(ESTABLISHED) accept and any other role's chain. Loopback (C(-i lo)) is never blocked and
+    only the given port is matched, so SSH is never affected.
+  - IPv4 with iptables and IPv6 with ip6tables. Blocking every client mirrors the block in both
+    families where ip6tables works; with sources, each family gets the sources of its version.
+  - The iptables backend (nf_tables or legacy) is read from C(iptables -V), recorded in a state
+    file under O(state_dir), and the same backend's binaries are used to lift the block.
+  - Before anything is blocked, a rollback script (plain C(/bin/sh), no Python) is written to
+    O(state_dir) and a transient systemd timer (C(systemd-run --on-active)) is armed to run it,
+    so the block lifts by itself if the controller dies. The timer is re-armed whenever the
+    block changes.
+  - O(state=absent) removes exactly the jump rules that target O(chain) and the chain itself,
+    then stops the timer. Rules it did not create are never touched.
+version_added: "0.1.0"
+author:
+  - mcfleet
+options:
+  state:
+    description: V(present) blocks, V(absent) lifts the block and disarms the timer.
+    type: str
+    choices: [present, absent]
+    default: present
+  port:
+    description: The memcached TCP port to block (never 22).
+    type: int
+    default: 11211
+  mode:
+    description:
+      - V(reject) answers with a TCP reset ("process dead"); routers see connect refused and
+        mark the shard TKO at once.
+      - V(drop) discards packets ("host vanished"); routers fail over only after timeouts.
+    type: str
+    choices: [reject, drop]
+    default: reject
+  sources:
+    description:
+      - Addresses or CIDR networks (IPv4 or IPv6) to block. Empty blocks every client.
+    type: list
+    elements: str
+    default: []
+  rollback_after_s:
+    description:
+      - Seconds after which the on-host timer lifts the block. Required with O(state=present);
+        must be from 1 to 86400.
+    type: int
+  flush_conntrack:
+    description:
+      - Delete the port's conntrack entries (from O(sources) if given) after blocking, so
+        established router connections are cut. Needs the C(conntrack) tool.
+    type: bool
+    default: false
+  chain:
+    description: The dedicated chain, C(MCFLEET-) plus capitals, digits or C(-) (at most 28 characters).
+    type: str
+    default: MCFLEET-DRILL
+  netns:
+    description:
+      - Apply the block inside this network namespace (C(ip netns exec)), e.g. where memcached
+        runs in a namespace. The rollback script enters the same namespace.
+    type: str
+  state_dir:
+    description: Where the state record and the rollback script are written.
+    type: path
+    default: /run/mcfleet
+  backend:
+    description:
+      - The iptables backend for a new block. V(auto) reads it from C(iptables -V).
+      - A block that exists is always changed and lifted with the backend recorded when it was
+        made, whatever this says.
+    type: str
+    choices: [auto, nf_tables, legacy]
+    default: auto
+requirements:
+  - iptables (ip6tables for IPv6), iptables-restore, systemd (systemd-run, systemctl) on the host
+  - conntrack when O(flush_conntrack=true)
+notes:
+  - Supports check mode and diff mode (rule listings before and after).
+"""
+
+EXAMPLES = r"""
+- name: Block every client of the shard, lifting the block after 10 minutes at the latest
+  mcfleet_shard_block:
+    port: 11211
+    mode: reject
+    rollback_after_s: 600
+    flush_conntrack: true
+
+- name: Block only the routers, as if the host vanished
+  mcfleet_shard_block:
+    port: 11211
+    mode: drop
+    sources: ["10.89.213.31", "2001:db8::31/128"]
+    rollback_after_s: 300
+
+- name: Lift the block and disarm the timer
+  mcfleet_shard_block:
+    state: absent
+"""
+
+RETURN = r"""
+backend:
+  description: The iptables backend the block lives in.
+  returned: always
+  type: str
+  sample: nf_tables
+families:
+  description: Address families that hold drill rules after the call.
+  returned: always
+  type: list
+  elements: str
+  sample: [ipv4, ipv6]
+rules:
+  description:
+    - The rules the module holds per family, as C(iptables -S) prints them
+      (jump rule, chain, chain rules).
+  returned: always
+  type: dict
+  sample:
+    ipv4:
+      - >-
+        -A INPUT ! -i lo -p tcp -m tcp --dport 11211 -m comment
+        --comment "mcfleet_shard_block drill; lifted by its rollback timer" -j MCFLEET-DRILL
+      - -N MCFLEET-DRILL
+      - -A MCFLEET-DRILL -p tcp -m tcp --dport 11211 -j REJECT --reject-with tcp-reset
+    ipv6: []
+rollback_timer:
+  description: The systemd timer that lifts the block, whether it is armed, and when it fires.
+  returned: always
+  type: dict
+  sample: {unit: mcfleet-drill-rollback, armed: true, expires_at: "2025-01-01T12:10:00+00:00"}
+conntrack_deleted:
+  description: Conntrack entries deleted (0 unless O(flush_conntrack=true) and the block changed).
+  returned: always
+  type: int
+  sample: 3
+record:
+  description: Path of the state record (backend, timer, expiry) the rollback relies on.
+  returned: always
+  type: str
+  sample: /run/mcfleet/mcfleet-drill.json
+"""
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.shard_block import (
+    BACKENDS,
+    DEFAULT_CHAIN,
+    DEFAULT_STATE_DIR,
+    FAMILIES,
+    MODES,
+    CommandRunner,
+    DrillPaths,
+    ShardBlockError,
+    SystemdRollbackTimer,
+    delete_conntrack_entries,
+    detect_backend,
+    family_tables,
+    load_record,
+    make_record,
+    render_rule,
+    rollback_script,
+    validate_chain,
+    validate_netns,
+    validate_request,
+    validate_rollback_after,
+    write_private_file,
+)
+
+ARGUMENT_SPEC = {
+    "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
+    "port": {"type": "int", "default": 11211},
+    "mode": {"type": "str", "choices": list(MODES), "default": "reject"},
+    "sources": {"type": "list", "elements": "str", "default": []},
+    "rollback_after_s": {"type": "int"},
+    "flush_conntrack": {"type": "bool", "default": False},
+    "chain": {"type": "str", "default": DEFAULT_CHAIN},
+    "netns": {"type": "str"},
+    "state_dir": {"type": "path", "default": DEFAULT_STATE_DIR},
+    "backend": {"type": "str", "choices": ["auto", *BACKENDS], "default": "auto"},
+}
+
+
+def listing_text(listings):
+    return "".join(f"{family}: {line}\n" for family in FAMILIES for line in listings.get(family, []))
+
+
+def planned_listing(request, tables):
+    planned = {}
+    for family, table in tables.items():
+        rules = request.chain_rules(family) if table else []
+        if rules:
+            planned[family] = [
+                render_rule("-A", "INPUT", request.jump_rule()),
+                f"-N {request.chain}",
+                *(render_rule("-A", request.chain, rule) for rule in rules),
+            ]
+        else:
+            planned[family] = []
+    return planned
+
+
+class ShardBlockModule:
+    def __init__(self, module):
+        self.module = module
+        params = module.params
+        # Bad input fails before the host is even looked at.
+        validate_netns(params["netns"])
+        validate_chain(params["chain"])
+        self.request = None
+        if params["state"] == "present":
+            validate_rollback_after(params["rollback_after_s"])
+            self.request = validate_request(
+                params["port"], params["mode"], params["sources"], params["chain"]
+            )
+        prefix = ["ip", "netns", "exec", params["netns"]] if params["netns"] else []
+        self.runner = CommandRunner(self._run, prefix)
+        self.paths = DrillPaths(params["state_dir"], params["chain"], params["netns"])
+        systemctl = module.get_bin_path("systemctl")
+        systemd_run = module.get_bin_path("systemd-run")
+        if not (systemctl and systemd_run):
+            raise ShardBlockError("systemd-run/systemctl not found: the rollback timer needs systemd")
+        # systemd is reached outside the namespace; the rollback script enters it itself.
+        self.timer = SystemdRollbackTimer(CommandRunner(self._run), systemd_run, systemctl)
+        self.record = load_record(self.paths)
+        # Lift with the backend that built the block, even if the default changed since.
+        if self.record:
+            self.backend = self.record["backend"]
+        elif params["backend"] != "auto":
+            self.backend = params["backend"]
+        else:
+            self.backend = detect_backend(self.runner)
+        self.tables = family_tables(self.runner, self.backend, module.get_bin_path)
+
+    def _run(self, argv, data=None):
+        return self.module.run_command(argv, data=data, binary_data=data is not None)
+
+    def read(self):
+        return {family: table.read(self.paths.chain) for family, table in self.tables.items() if table}
+
+    def listings(self, states):
+        return {
+            family: states[family].listing(self.paths.chain) if family in states else []
+            for family in FAMILIES
+        }
+
+    def timer_facts(self, armed):
+        record = load_record(self.paths) if armed else None
+        return {
+            "unit": self.paths.timer_unit,
+            "armed": armed,
+            "expires_at": record.get("expires_at") if record else None,
+        }
+
+    def result(self, changed, listings, armed, before=None, conntrack_deleted=0):
+        result = {
+            "changed": changed,
+            "backend": self.backend,
+            "families": [family for family in FAMILIES if listings.get(family)],
+            "rules": {family: listings.get(family, []) for family in FAMILIES},
+            "rollback_timer": self.timer_facts(armed),
+            "conntrack_deleted": conntrack_deleted,
+            "record": self.paths.record,
+        }
+        if before is not None and self.module._diff:
+            result["diff"] = {"before": listing_text(before), "after": listing_text(listings)}
+        return result
+
+    def present(self):
+        params = self.module.params
+        request = self.request
+        missing = request.families() - {family for family, table in self.tables.items() if table}
+        if request.sources and missing:
+            raise ShardBlockError(
+                f"sources include {' and '.join(sorted(missing))} addresses but the {self.backend} "
+                f"iptables of {' and '.join(sorted(missing))} is missing or unusable on this host"
+            )
+        conntrack = None
+        if params["flush_conntrack"]:
+            conntrack = self.module.get_bin_path("conntrack")
+            if not conntrack:
+                raise ShardBlockError("flush_conntrack=true but the conntrack tool is not installed")
+
+        states = self.read()
+        before = self.listings(states)
+        rules_match = all(self.tables[family].matches(state, request) for family, state in states.items())
+        armed = self.timer.is_armed(self.paths.timer_unit)
+        if rules_match and armed:
+            return self.result(False, before, armed, before)
+        if self.module.check_mode:
+            return self.result(True, planned_listing(request, self.tables), True, before)
+
+        # The rollback is in place before the first rule goes in.
+        write_private_file(
+            self.paths.script, rollback_script(self.tables, request, self.paths, self.backend), 0o700
+        )
+        record = make_record(request, self.backend, self.paths, params["rollback_after_s"])
+        write_private_file(self.paths.record, self.module.jsonify(record) + "\n")
+        self.timer.arm(self.paths.timer_unit, params["rollback_after_s"], self.paths.script)
+
+        try:
+            for family, state in states.items():
+                table = self.tables[family]
+                if request.chain_rules(family):
+                    table.apply(state, request)
+                elif state.present:
+                    table.remove(state, request.chain)
+        except ShardBlockError:
+            # A half-applied block must not wait for the timer.
+            self.remove_all()
+            raise
+        deleted = 0
+        if conntrack:
+            deleted = delete_conntrack_entries(self.runner, conntrack, request, request.families() - missing)
+        return self.result(True, self.listings(self.read()), True, before, deleted)
+
+    def remove_all(self):
+        states = self.read()
+        for family, state in states.items():
+            if state.present:
+                self.tables[family].remove(state, self.paths.chain)
+        return states
+
+    def absent(self):
+        states = self.read()
+        before = self.listings(states)
+        armed = self.timer.is_armed(self.paths.timer_unit)
+        present = any(state.present for state in states.values())
+        if not (present or armed):
+            self.forget()
+            return self.result(False, before, False, before)
+        if self.module.check_mode:
+            return self.result(True, {}, False, before)
+        # Rules first: if removal fails, the armed timer is still there to retry it.
+        self.remove_all()
+        self.timer.disarm(self.paths.timer_unit)
+        self.forget()
+        return self.result(True, self.listings(self.read()), False, before)
+
+    def forget(self):
+        if self.module.check_mode:
+            return
+        for path in (self.paths.record, self.paths.script):
+            if os.path.exists(path):
+                os.unlink(path)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=ARGUMENT_SPEC,
+        required_if=[("state", "present", ["rollback_after_s"])],
+        supports_check_mode=True,
+    )
+    try:
+        shard_block = ShardBlockModule(module)
+        result = shard_block.present() if module.params["state"] == "present" else shard_block.absent()
+    except ShardBlockError as error:
+        module.fail_json(msg=str(error))
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
