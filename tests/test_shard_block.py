@@ -318,6 +318,8 @@ def test_legacy_backend_is_recorded_and_used_to_lift(shard_ns, run_module):
         ({"sources": ["10.89.250.2", "10.89.250.1/24"]}, "sources[1]='10.89.250.1/24'"),
         ({"sources": ["127.0.0.1"]}, "sources[0]='127.0.0.1'"),
         ({"chain": "INPUT"}, "chain='INPUT'"),
+        ({"chain": "MCFLEET-MEMCACHED"}, "chain='MCFLEET-MEMCACHED'"),
+        ({"chain": "MCFLEET-DRILL-" + "X" * 20}, "chain='MCFLEET-DRILL-XXXX"),
         ({"mode": "explode"}, "mode"),
         ({"flush_conntrack": True, "netns": "bad name!"}, "netns='bad name!'"),
     ],

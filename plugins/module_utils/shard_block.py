@@ -30,8 +30,10 @@ MODES = ("reject", "drop")
 BACKENDS = ("nf_tables", "legacy")
 SSH_PORT = 22
 MAX_ROLLBACK_S = 86400
+# Only drill chains: a typo must never let the module flush another role's MCFLEET-* chain.
 # iptables chain names are limited to 28 characters.
-CHAIN_PATTERN = re.compile(r"^MCFLEET-[A-Z0-9-]{1,20}$")
+CHAIN_PATTERN = re.compile(r"^MCFLEET-DRILL(-[A-Z0-9]+)*$")
+CHAIN_MAX_LENGTH = 28
 NETNS_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 JUMP_COMMENT = "mcfleet_shard_block drill; lifted by its rollback timer"
 FAMILIES = ("ipv4", "ipv6")
@@ -144,9 +146,10 @@ def validate_request(port, mode, sources, chain=DEFAULT_CHAIN):
 
 
 def validate_chain(chain):
-    if not isinstance(chain, str) or not CHAIN_PATTERN.match(chain):
+    if not isinstance(chain, str) or not CHAIN_PATTERN.match(chain) or len(chain) > CHAIN_MAX_LENGTH:
         raise ShardBlockError(
-            f"chain={chain!r}: must look like MCFLEET-NAME (capitals, digits, '-'; at most 28 characters)"
+            f"chain={chain!r}: must be MCFLEET-DRILL or MCFLEET-DRILL-<NAME> "
+            f"(capitals and digits, at most {CHAIN_MAX_LENGTH} characters)"
         )
 
 

@@ -63,7 +63,9 @@ options:
     type: bool
     default: false
   chain:
-    description: The dedicated chain, C(MCFLEET-) plus capitals, digits or C(-) (at most 28 characters).
+    description:
+      - The dedicated chain, V(MCFLEET-DRILL) or V(MCFLEET-DRILL-<NAME>) (capitals and digits, at most
+        28 characters), so no other role's C(MCFLEET-*) chain can ever be named here.
     type: str
     default: MCFLEET-DRILL
   netns:
@@ -287,6 +289,10 @@ class ShardBlockModule:
             raise ShardBlockError(
                 f"sources include {' and '.join(sorted(missing))} addresses but the {self.backend} "
                 f"iptables of {' and '.join(sorted(missing))} is missing or unusable on this host"
+            )
+        if not request.sources and missing:
+            self.module.warn(
+                f"{' and '.join(sorted(missing))} iptables is unusable here: those clients stay unblocked"
             )
         conntrack = None
         if params["flush_conntrack"]:

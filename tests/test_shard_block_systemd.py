@@ -1,0 +1,155 @@
+"""mcfleet_shard_block's rollback timer with real systemd, in a container this test creates.
+
+The module runs through Ansible (ad-hoc, podman connection) exactly as a playbook would
+call it; the timer fires for real and must leave no rule behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+CONTAINER = "mcfleet-test-block"
+IMAGE = "localhost/mcfleet-debian:bookworm"
+CHAIN = "MCFLEET-DRILL"
+UNIT = "mcfleet-drill-rollback"
+FOREIGN_RULE = ["-A", "INPUT", "-p", "tcp", "--dport", "22", "-j", "ACCEPT"]
+
+pytestmark = pytest.mark.skipif(not shutil.which("podman"), reason="podman is not installed")
+
+
+def podman(*argv, check=True):
+    return subprocess.run(["podman", *argv], check=check, capture_output=True, text=True)
+
+
+def in_container(*argv, check=True):
+    return podman("exec", CONTAINER, *argv, check=check)
+
+
+@pytest.fixture(scope="module")
+def container():
+    if podman("image", "exists", IMAGE, check=False).returncode != 0:
+        pytest.fail(f"{IMAGE} is missing: run lab/bootstrap.sh first")
+    podman("rm", "-f", CONTAINER, check=False)
+    # No network: the module needs none, and nothing can leak out.
+    podman(
+        "run",
+        "-d",
+        "--name",
+        CONTAINER,
+        "--network",
+        "none",
+        "--systemd=always",
+        "--privileged",
+        IMAGE,
+        "/sbin/init",
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while in_container("systemctl", "is-system-running", check=False).stdout.strip() not in (
+            "running",
+            "degraded",
+        ):
+            assert time.monotonic() < deadline, "systemd did not come up in the test container"
+            time.sleep(0.5)
+        yield CONTAINER
+    finally:
+        podman("rm", "-f", CONTAINER, check=False)
+
+
+def shard_block(*args, check_mode=False):
+    """Run the module through Ansible; returns its result (one-line output parsed)."""
+    argv = [str(REPO / ".venv/bin/ansible"), "all", "-i", f"{CONTAINER},", "-c", "containers.podman.podman"]
+    argv += ["-m", "mcfleet_shard_block", "-a", " ".join(args), "-o"]
+    if check_mode:
+        argv.append("--check")
+    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg")}
+    done = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True)
+    line = next((line for line in done.stdout.splitlines() if line.startswith(f"{CONTAINER} | ")), None)
+    assert line, f"no module result: {done.stdout}{done.stderr}"
+    status, result = line.split(" | ", 1)[1].split(" => ", 1)
+    result = json.loads(result)
+    # The one-line callback shows failure only in the status word.
+    result.setdefault("failed", status.startswith("FAILED"))
+    return result
+
+
+def drill_rules(binary="iptables"):
+    listing = in_container(binary, "-S").stdout.splitlines()
+    return [rule for rule in listing if CHAIN in rule]
+
+
+def timer_active():
+    return in_container("systemctl", "is-active", "--quiet", f"{UNIT}.timer", check=False).returncode == 0
+
+
+def wait_until_lifted(binaries, timeout_s):
+    started = time.monotonic()
+    while any(drill_rules(binary) for binary in binaries):
+        assert time.monotonic() - started < timeout_s, f"block still in place after {timeout_s}s"
+        time.sleep(0.2)
+    return time.monotonic() - started
+
+
+def test_timer_lifts_the_block_when_the_controller_never_does(container):
+    in_container("iptables", *FOREIGN_RULE)
+    foreign = in_container("iptables", "-S").stdout
+
+    blocked = shard_block("rollback_after_s=5", "mode=drop", "flush_conntrack=false")
+    armed_at = time.monotonic()
+    assert blocked["changed"] is True
+    assert blocked["rollback_timer"] == {**blocked["rollback_timer"], "unit": UNIT, "armed": True}
+    assert timer_active()
+    assert len(drill_rules("iptables")) == 3 and len(drill_rules("ip6tables")) == 3
+    assert shard_block("rollback_after_s=5", "mode=drop")["changed"] is False
+
+    # The controller now goes away; only the on-host timer can lift the block.
+    wait_until_lifted(("iptables", "ip6tables"), timeout_s=15)
+    lifted_after = time.monotonic() - armed_at
+    assert 3 <= lifted_after <= 10, lifted_after
+    assert in_container("iptables", "-S").stdout == foreign
+    assert not timer_active()
+    assert in_container("test", "-e", blocked["record"], check=False).returncode != 0
+
+    # The controller coming back finds nothing left to lift; a second drill is clean.
+    assert shard_block("state=absent")["changed"] is False
+    again = shard_block("rollback_after_s=300", "sources=10.89.213.21,fd00:89::21")
+    assert again["changed"] is True and again["families"] == ["ipv4", "ipv6"]
+    assert timer_active()
+    lifted = shard_block("state=absent")
+    assert lifted["changed"] is True and lifted["rollback_timer"]["armed"] is False
+    assert not timer_active()
+    assert drill_rules("iptables") == [] and drill_rules("ip6tables") == []
+    assert in_container("iptables", "-S").stdout == foreign
+    in_container("iptables", "-D", *FOREIGN_RULE[1:])
+
+
+def test_check_mode_arms_nothing(container):
+    dry = shard_block("rollback_after_s=5", check_mode=True)
+    assert dry["changed"] is True
+    assert not timer_active()
+    assert drill_rules() == []
+
+
+def test_timer_lifts_a_legacy_block_with_legacy_iptables(container):
+    blocked = shard_block("rollback_after_s=3", "backend=legacy", "sources=10.89.213.21")
+    assert blocked["backend"] == "legacy"
+    assert len(drill_rules("iptables-legacy")) == 3
+    assert drill_rules("iptables-nft") == []
+    wait_until_lifted(("iptables-legacy",), timeout_s=12)
+    assert not timer_active()
+
+
+def test_bad_rollback_is_refused_before_anything_is_armed(container):
+    failed = shard_block("rollback_after_s=0")
+    assert failed.get("failed") is True
+    assert "rollback_after_s=0" in failed["msg"]
+    assert not timer_active()
+    assert drill_rules() == []
