@@ -1,0 +1,308 @@
+"""Render a router's memcached built-in proxy (routelib Lua) configuration from the topology model.
+
+Same intent as the mcrouter configuration (render_mcrouter.py), for a router in datacentre L:
+  /L/mw/KEY      shard KEY over L's main pool; on a failed shard fall over to L's gutter,
+                 where set-like writes get the gutter TTL (route_ttl)
+  /L/mw-wan/KEY  the same, set and delete through route_allsync
+  /R/mw/KEY      R's primary proxies, then its secondary proxies (or R's main pool)
+  /R/mw-wan/KEY  the same, set and delete fire-and-forget (routelib's allasync)
+  /*/mw-wan/KEY  set and delete: L synchronously, every other datacentre asynchronously
+  KEY            (no routing prefix) as /L/mw/KEY, like mcrouter's --route-prefix
+Keys reach memcached without their routing prefix, as mcrouter stores them.
+
+memcached loads two Lua files: ROUTE_LIBRARY (the route handlers routelib lacks, loaded
+after routelib via `proxy_config`) and the rendered per-host config (`proxy_arg`).
+"""
+
+# Route handlers loaded into every proxy worker after routelib. Kept here, not in the
+# per-host file, because memcached runs `proxy_arg` only in its configuration thread.
+ROUTE_LIBRARY = """\
+-- mcfleet extensions to memcached's routelib. Load after it:
+--   memcached -o proxy_config=routelib:/path/to/this.lua,proxy_arg=/path/to/config.lua
+--
+-- route_mcfleet_prefix{ children = { <cluster> = route, ... } }
+--   For keys /<datacentre>/<cluster>/<key>: strips the routing prefix, as mcrouter
+--   does, and hands <key> to the child named <cluster>.
+-- route_mcfleet_operation{ child_default = route, child_set = route, child_delete = route }
+--   mcrouter's OperationSelectorRoute: set-like commands (set, add, cas, ms) to child_set,
+--   delete and md to child_delete, everything else to child_default.
+
+-- routelib ships allasync (fire-and-forget, null reply at once) without registering it.
+register_route_handlers({ "mcfleet_prefix", "mcfleet_operation", "allasync" })
+
+local NO_ROUTE <const> = "SERVER_ERROR mcfleet: no route for this key prefix\\r\\n"
+
+function route_mcfleet_prefix_conf(t, ctx)
+    return t
+end
+
+function route_mcfleet_prefix_start(a, ctx, fgen)
+    local handles = {}
+    for cluster, child in pairs(a.children) do
+        handles[cluster] = fgen:new_handle(child)
+    end
+    fgen:ready({ a = handles, n = ctx:label(), f = route_mcfleet_prefix_f })
+end
+
+function route_mcfleet_prefix_f(rctx, handles)
+    return function(r)
+        local key = r:key()
+        -- The router matched /<datacentre>/ already; find the end of /<cluster>/.
+        local datacentre_end = string.find(key, "/", 2, true)
+        if datacentre_end == nil then
+            return NO_ROUTE
+        end
+        local cluster_end = string.find(key, "/", datacentre_end + 1, true)
+        if cluster_end == nil or cluster_end == #key then
+            return NO_ROUTE
+        end
+        local handle = handles[string.sub(key, datacentre_end + 1, cluster_end - 1)]
+        if handle == nil then
+            return NO_ROUTE
+        end
+        r:ltrimkey(cluster_end)
+        return rctx:enqueue_and_wait(r, handle)
+    end
+end
+
+function route_mcfleet_operation_conf(t, ctx)
+    return t
+end
+
+function route_mcfleet_operation_start(a, ctx, fgen)
+    local o = { default = fgen:new_handle(a.child_default) }
+    if a.child_set then
+        o.set = fgen:new_handle(a.child_set)
+    end
+    if a.child_delete then
+        o.delete = fgen:new_handle(a.child_delete)
+    end
+    fgen:ready({ a = o, n = ctx:label(), f = route_mcfleet_operation_f })
+end
+
+function route_mcfleet_operation_f(rctx, o)
+    local default, set, delete = o.default, o.set or o.default, o.delete or o.default
+    local SET_LIKE <const> = {
+        [mcp.CMD_SET] = true, [mcp.CMD_ADD] = true, [mcp.CMD_CAS] = true, [mcp.CMD_MS] = true,
+    }
+    local DELETE_LIKE <const> = { [mcp.CMD_DELETE] = true, [mcp.CMD_MD] = true }
+    return function(r)
+        local command = r:command()
+        if SET_LIKE[command] then
+            return rctx:enqueue_and_wait(r, set)
+        elseif DELETE_LIKE[command] then
+            return rctx:enqueue_and_wait(r, delete)
+        end
+        return rctx:enqueue_and_wait(r, default)
+    end
+end
+"""
+
+CONFIG_PATH = "/etc/memcached/mcfleet-proxy.lua"
+LIBRARY_PATH = "/etc/memcached/mcfleet-routes.lua"
+
+
+def pool_names(datacentre):
+    return {
+        "main": f"{datacentre}_main",
+        "gutter": f"{datacentre}_gutter",
+        "proxies_primary": f"{datacentre}_proxies",
+        "proxies_secondary": f"{datacentre}_proxies_secondary",
+    }
+
+
+def backend_settings(model):
+    """Proxy backend health settings derived from the TKO settings (mcrouter's flags).
+
+    server_timeout bounds connect and read, so a DROPped shard costs at most
+    timeouts_until_tko * server_timeout before failover; a down backend is retried after
+    the initial probe delay, and one that fails again soon after is backed off towards
+    the maximum probe delay.
+    """
+    tko = model["tko"]
+    return {
+        "backend_connect_timeout": tko["server_timeout_ms"] / 1000,
+        "backend_read_timeout": tko["server_timeout_ms"] / 1000,
+        "backend_failure_limit": tko["timeouts_until_tko"],
+        # Whole seconds, at least 1: the proxy's retry wait has one-second resolution.
+        "backend_retry_waittime": max(1, tko["probe_timeout_initial_ms"] // 1000),
+        "backend_flap_time": max(1, tko["probe_timeout_initial_ms"] // 1000),
+        "backend_flap_backoff_ramp": 1.5,
+        "backend_flap_backoff_max": max(1, tko["probe_timeout_max_ms"] // 1000),
+    }
+
+
+def command_line_options(model, router_host, config_path=CONFIG_PATH, library_path=LIBRARY_PATH):
+    """memcached arguments that make it this host's proxy (listen port(s) and the Lua files)."""
+    router = model["routers"][router_host]
+    listeners = [f"{router['address']}:{router['port']}"]
+    if router["cross_dc_port"] is not None:
+        listeners.append(f"{router['address']}:{router['cross_dc_port']}")
+    listeners = [
+        f"[{a}]:{p}" if a.count(":") > 1 else f"{a}:{p}" for a, p in (x.rsplit(":", 1) for x in listeners)
+    ]
+    return [
+        "-l",
+        ",".join(listeners),
+        "-o",
+        f"proxy_config=routelib:{library_path},proxy_arg={config_path}",
+    ]
+
+
+def render_config_text(model, router_host):
+    router = model["routers"][router_host]
+    local = router["datacentre"]
+    datacentres = model["datacentres"]
+    others = [name for name in datacentres if name != local]
+    lines = [
+        f"-- mcfleet: memcached proxy (routelib) configuration for {router_host}, datacentre {local}.",
+        "-- Rendered from the topology model (plugins/module_utils/render_memcached_proxy.py); do not edit.",
+        "",
+        "-- Backend health from the TKO settings (see backend_settings()).",
+        "settings{",
+    ]
+    for name, value in backend_settings(model).items():
+        lines.append(f"    {name} = {_lua_number(value)},")
+    lines += ["}", "", "pools{"]
+    lines += _pool_lines(pool_names(local)["main"], datacentres[local]["main"])
+    lines += _pool_lines(pool_names(local)["gutter"], datacentres[local]["gutter"])
+    cross_dc_options = _cross_dc_backend_options(model)
+    for name in others:
+        dc, names = datacentres[name], pool_names(name)
+        if dc["proxies_primary"]:
+            lines += _pool_lines(names["proxies_primary"], dc["proxies_primary"], cross_dc_options)
+            if dc["proxies_secondary"]:
+                lines += _pool_lines(names["proxies_secondary"], dc["proxies_secondary"], cross_dc_options)
+        else:
+            lines += _pool_lines(names["main"], dc["main"], cross_dc_options)
+    lines += ["}", ""]
+
+    # routelib configures each route object once, so every use calls a constructor.
+    local_names = pool_names(local)
+    lines += [
+        f"-- {datacentres[local]['route_prefix']}: main pool, failing over to the gutter pool; set-like",
+        f"-- writes to the gutter expire after the gutter TTL ({model['gutter_ttl_s']} s).",
+        "local function local_failover()",
+        "    return route_mcfleet_operation{",
+        f'        child_default = route_failover{{ children = {{ "{local_names["main"]}", '
+        f'"{local_names["gutter"]}" }} }},',
+        "        child_set = route_failover{ children = {",
+        f'            "{local_names["main"]}",',
+        f'            route_ttl{{ ttl = {model["gutter_ttl_s"]}, child = "{local_names["gutter"]}" }},',
+        "        } },",
+        "    }",
+        "end",
+        "",
+    ]
+    for name in others:
+        lines += _remote_route_lines(name, datacentres[name])
+    lines += [
+        "routes{",
+        "    -- The router matches /<datacentre>/; route_mcfleet_prefix strips /<datacentre>/<cluster>/.",
+        '    conf = { mode = "anchor", start = "/", stop = "/" },',
+        "    map = {",
+        f"        {_lua_key(local)} = route_mcfleet_prefix{{ children = {{",
+        "            mw = local_failover(),",
+        '            ["mw-wan"] = route_mcfleet_operation{',
+        "                child_default = local_failover(),",
+        "                child_set = route_allsync{ children = { local_failover() } },",
+        "                child_delete = route_allsync{ children = { local_failover() } },",
+        "            },",
+        "        } },",
+    ]
+    for name in others:
+        function = _remote_function(name)
+        lines += [
+            f"        {_lua_key(name)} = route_mcfleet_prefix{{ children = {{",
+            f"            mw = {function}(),",
+            '            ["mw-wan"] = route_mcfleet_operation{',
+            f"                child_default = {function}(),",
+            f"                child_set = route_allasync{{ children = {{ {function}() }} }},",
+            f"                child_delete = route_allasync{{ children = {{ {function}() }} }},",
+            "            },",
+            "        } },",
+        ]
+    lines += _broadcast_lines(others)
+    lines += [
+        "    },",
+        "    -- Keys without a routing prefix belong to this datacentre (mcrouter's --route-prefix).",
+        "    default = local_failover(),",
+        "}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _broadcast_lines(others):
+    """/*/mw-wan/: set and delete wait for this datacentre, and go to the others without waiting."""
+    if others:
+        remote = ", ".join(f"{_remote_function(name)}()" for name in others)
+        replicate = [
+            "route_split{",
+            "                child_a = route_allsync{ children = { local_failover() } },",
+            f"                child_b = route_allasync{{ children = {{ {remote} }} }},",
+            "            }",
+        ]
+    else:
+        replicate = ["route_allsync{ children = { local_failover() } }"]
+    lines = [
+        '        ["*"] = route_mcfleet_prefix{ children = {',
+        '            ["mw-wan"] = route_mcfleet_operation{',
+        "                child_default = local_failover(),",
+    ]
+    for operation in ("set", "delete"):
+        lines.append(f"                child_{operation} = " + "\n    ".join(replicate) + ",")
+    lines += ["            },", "        } },"]
+    return lines
+
+
+def _remote_function(name):
+    return f"route_to_{name}"
+
+
+def _remote_route_lines(name, dc):
+    names = pool_names(name)
+    if dc["proxies_primary"] and dc["proxies_secondary"]:
+        comment = f"-- {dc['route_prefix']}: {name}'s primary proxies, failing over to its secondary proxies."
+        body = (
+            f'    return route_failover{{ children = {{ "{names["proxies_primary"]}", '
+            f'"{names["proxies_secondary"]}" }} }}'
+        )
+    elif dc["proxies_primary"]:
+        comment = f"-- {dc['route_prefix']}: {name}'s proxies."
+        body = f'    return route_direct{{ child = "{names["proxies_primary"]}" }}'
+    else:
+        comment = f"-- {dc['route_prefix']}: {name}'s main pool (no proxies declared)."
+        body = f'    return route_direct{{ child = "{names["main"]}" }}'
+    return [comment, f"local function {_remote_function(name)}()", body, "end", ""]
+
+
+def _cross_dc_backend_options(model):
+    timeout = _lua_number(model["tko"]["cross_region_timeout_ms"] / 1000)
+    options = f"connecttimeout = {timeout}, readtimeout = {timeout}"
+    if model["cross_dc_tls"]:
+        options += ", tls = true"
+    return options
+
+
+def _pool_lines(name, entries, backend_options=None):
+    lines = [f"    {_lua_key(name)} = {{"]
+    if backend_options:
+        lines.append(f"        backend_options = {{ {backend_options} }},")
+    lines.append("        backends = {")
+    for entry in entries:
+        backend = f'host = "{entry["address"]}", port = {entry["port"]}, label = "{entry["host"]}"'
+        lines.append(f"            {{ {backend} }},")
+    lines += ["        },", "    },"]
+    return lines
+
+
+def _lua_key(name):
+    # Always bracketed: a datacentre could be named like a Lua keyword.
+    return f'["{name}"]'
+
+
+def _lua_number(value):
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value)) if value >= 1 else repr(value)
+    return repr(value)

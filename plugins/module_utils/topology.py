@@ -1,0 +1,441 @@
+"""The one topology model of the memcached fleet, built and validated from inventory data.
+
+`build_topology(groups, hostvars)` turns Ansible's `groups` and `hostvars` into a plain
+dict (see `docs` in the filter plugin and the shape below) or raises `TopologyError`
+listing every problem at once, each naming the field and the value it got. Everything
+else (renderers, roles, modules) reads this model and never re-derives pool membership,
+ports or timeouts.
+
+Shape:
+    datacentres.<dc>: name, local, route_prefix, broadcast_prefix,
+                      main, gutter, routers, proxies_primary, proxies_secondary
+                      (lists of {host, address, port}, sorted by host)
+    ports, gutter_ttl_s, failover_errors, tko, cross_dc_tls, broadcast_prefix
+    routers.<host>:  datacentre, engine, address, port, role, cross_dc_port
+    hosts.<host>:    datacentre, pool, address, port
+"""
+
+import ipaddress
+import re
+from collections.abc import Mapping
+
+# Functional inventory groups → the pool key they fill in a datacentre.
+POOL_GROUPS = {
+    "memcached_main": "main",
+    "memcached_gutter": "gutter",
+    "routers": "routers",
+    "proxies_primary": "proxies_primary",
+    "proxies_secondary": "proxies_secondary",
+}
+# Pool key → the role a router/proxy plays (memcached pools have none).
+ROUTER_ROLES = {
+    "routers": "router",
+    "proxies_primary": "proxy_primary",
+    "proxies_secondary": "proxy_secondary",
+}
+HOST_POOL_NAMES = {
+    "main": "main",
+    "gutter": "gutter",
+    "routers": "router",
+    "proxies_primary": "proxy_primary",
+    "proxies_secondary": "proxy_secondary",
+}
+
+ENGINES = ("mcrouter", "memcached_proxy")
+# mcrouter's failover_errors vocabulary (FailoverErrorsSettings).
+FAILOVER_ERRORS = (
+    "busy",
+    "connect_error",
+    "connect_timeout",
+    "data_timeout",
+    "local_error",
+    "remote_error",
+    "tko",
+    "try_again",
+)
+# The routing prefix is /<datacentre>/<cluster>/, as in Wikimedia's mcrouter setup.
+ROUTE_CLUSTER = "mw"
+BROADCAST_CLUSTER = "mw-wan"
+BROADCAST_PREFIX = f"/*/{BROADCAST_CLUSTER}/"
+
+# Gutter entries must expire quickly (Facebook's memcache paper, §3.3); an hour is
+# already far past any gutter TTL anyone runs, and 0 would mean "never expire".
+GUTTER_TTL_RANGE = (1, 3600)
+
+# REFERENCE.md §1: Wikimedia's production values (probe delay raised after T255511).
+DEFAULTS = {
+    "mcfleet_memcached_port": 11211,
+    "mcfleet_router_port": 11213,
+    "mcfleet_tls_port": 11214,
+    "mcfleet_gutter_ttl_s": 60,
+    "mcfleet_failover_errors": ["tko"],
+    "mcfleet_router_engine": "mcrouter",
+    "mcfleet_cross_dc_tls": True,
+    "mcfleet_remote_datacentres": {},
+}
+TKO_DEFAULTS = {
+    "timeouts_until_tko": 10,
+    "probe_timeout_initial_ms": 60000,
+    "probe_timeout_max_ms": 60000,
+    "server_timeout_ms": 1000,
+    "cross_region_timeout_ms": 250,
+    "cross_cluster_timeout_ms": 1000,
+}
+# Settings that must be the same on every host: the model has one value for each.
+FLEET_SETTINGS = (
+    "mcfleet_tls_port",
+    "mcfleet_gutter_ttl_s",
+    "mcfleet_failover_errors",
+    "mcfleet_tko",
+    "mcfleet_cross_dc_tls",
+    "mcfleet_remote_datacentres",
+)
+# A datacentre name becomes part of key prefixes and Lua/JSON pool names.
+DATACENTRE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+class TopologyError(ValueError):
+    """The inventory does not describe a valid fleet; `problems` lists every reason."""
+
+    def __init__(self, problems):
+        self.problems = list(problems)
+        super().__init__(
+            f"invalid mcfleet topology ({len(self.problems)} problems):\n  - " + "\n  - ".join(self.problems)
+        )
+
+
+def build_topology(groups, hostvars):
+    """Return the validated model for `groups` ({group: [host]}) and `hostvars` ({host: vars})."""
+    problems = []
+    membership = _pool_membership(groups, problems)
+    hosts_sorted = sorted(membership)
+    settings = _fleet_settings(hosts_sorted, hostvars, problems)
+    ports = {
+        "memcached": settings["mcfleet_memcached_port"],
+        "router": settings["mcfleet_router_port"],
+        "tls": settings["mcfleet_tls_port"],
+    }
+    tko = _tko(settings["mcfleet_tko"], problems)
+    gutter_ttl_s = _gutter_ttl(settings["mcfleet_gutter_ttl_s"], problems)
+    failover_errors = _failover_errors(settings["mcfleet_failover_errors"], problems)
+    cross_dc_tls = settings["mcfleet_cross_dc_tls"]
+    if not isinstance(cross_dc_tls, bool):
+        problems.append(f"mcfleet_cross_dc_tls: {cross_dc_tls!r} is not a boolean")
+        cross_dc_tls = True
+    for name in ("router", "tls"):
+        if ports[name] == ports["memcached"] and _is_port(ports[name]):
+            problems.append(f"mcfleet_{name}_port: {ports[name]} is also mcfleet_memcached_port")
+    if ports["router"] == ports["tls"] and _is_port(ports["router"]):
+        problems.append(f"mcfleet_tls_port: {ports['tls']} is also mcfleet_router_port")
+
+    datacentres = {}
+    model_hosts = {}
+    model_routers = {}
+    endpoints = {}  # (address, port) -> host, to find duplicates
+    for host in hosts_sorted:
+        pool = membership[host]
+        hvars = hostvars.get(host) or {}
+        datacentre = _datacentre_of(host, hvars, problems)
+        address = _address_of(host, hvars, problems)
+        if pool in ("main", "gutter"):
+            port = _port_of(host, hvars, "mcfleet_memcached_port", ports["memcached"], problems)
+        else:
+            port = _port_of(host, hvars, "mcfleet_router_port", ports["router"], problems)
+        if datacentre is None:
+            continue
+        dc = datacentres.setdefault(datacentre, _new_datacentre(datacentre, local=True))
+        entry = {"host": host, "address": address, "port": port}
+        if pool in ROUTER_ROLES and pool != "routers":
+            # Remote routers reach proxies on the cross-datacentre (TLS) port.
+            dc[pool].append({"host": host, "address": address, "port": ports["tls"]})
+        else:
+            dc[pool].append(entry)
+        model_hosts[host] = {
+            "datacentre": datacentre,
+            "pool": HOST_POOL_NAMES[pool],
+            "address": address,
+            "port": port,
+        }
+        _claim_endpoint(endpoints, address, port, host, problems)
+        if pool in ROUTER_ROLES:
+            engine = hvars.get("mcfleet_router_engine", DEFAULTS["mcfleet_router_engine"])
+            if engine not in ENGINES:
+                problems.append(
+                    f"{host}: mcfleet_router_engine {engine!r} is not one of {', '.join(ENGINES)}"
+                )
+            is_proxy = pool != "routers"
+            if is_proxy:
+                _claim_endpoint(endpoints, address, ports["tls"], host, problems)
+            model_routers[host] = {
+                "datacentre": datacentre,
+                "engine": str(engine),
+                "address": address,
+                "port": port,
+                "role": ROUTER_ROLES[pool],
+                "cross_dc_port": ports["tls"] if is_proxy else None,
+            }
+
+    _add_remote_datacentres(
+        datacentres, settings["mcfleet_remote_datacentres"], ports["tls"], endpoints, problems
+    )
+    _check_pools(datacentres, model_routers, problems)
+    if not any(dc["main"] for dc in datacentres.values()):
+        problems.append("memcached_main: no main shards in this inventory")
+
+    if problems:
+        raise TopologyError(problems)
+    for dc in datacentres.values():
+        for pool in ("main", "gutter", "routers", "proxies_primary", "proxies_secondary"):
+            dc[pool].sort(key=lambda entry: entry["host"])
+    return {
+        "datacentres": dict(sorted(datacentres.items())),
+        "ports": ports,
+        "gutter_ttl_s": gutter_ttl_s,
+        "failover_errors": failover_errors,
+        "tko": tko,
+        "cross_dc_tls": cross_dc_tls,
+        "broadcast_prefix": BROADCAST_PREFIX,
+        "routers": dict(sorted(model_routers.items())),
+        "hosts": dict(sorted(model_hosts.items())),
+    }
+
+
+def route_prefix(datacentre):
+    return f"/{datacentre}/{ROUTE_CLUSTER}/"
+
+
+def broadcast_prefix(datacentre):
+    return f"/{datacentre}/{BROADCAST_CLUSTER}/"
+
+
+def _new_datacentre(name, local):
+    return {
+        "name": name,
+        "local": local,
+        "route_prefix": route_prefix(name),
+        "broadcast_prefix": broadcast_prefix(name),
+        "main": [],
+        "gutter": [],
+        "routers": [],
+        "proxies_primary": [],
+        "proxies_secondary": [],
+    }
+
+
+def _pool_membership(groups, problems):
+    """Map each host to its one pool key; a host in two pools is a problem."""
+    pools_of = {}
+    for group in POOL_GROUPS:
+        for host in groups.get(group) or []:
+            pools_of.setdefault(str(host), []).append(group)
+    membership = {}
+    for host, host_groups in sorted(pools_of.items()):
+        if host_groups == ["memcached_main", "memcached_gutter"]:
+            problems.append(
+                f"{host}: gutter server is also a main shard (memcached_main and memcached_gutter)"
+            )
+        elif len(host_groups) > 1:
+            problems.append(f"{host}: host is in two pools: {', '.join(host_groups)}")
+        membership[host] = POOL_GROUPS[host_groups[0]]
+    return membership
+
+
+def _fleet_settings(hosts, hostvars, problems):
+    """One value per setting; fleet-wide ones must agree on every host."""
+    settings = {}
+    for name, default in DEFAULTS.items():
+        settings[name] = _plain(_first_defined(hosts, hostvars, name, default))
+    settings["mcfleet_tko"] = _plain(_first_defined(hosts, hostvars, "mcfleet_tko", {}))
+    for name in FLEET_SETTINGS:
+        values = {}
+        for host in hosts:
+            hvars = hostvars.get(host) or {}
+            if name in hvars:
+                values.setdefault(repr(_plain(hvars[name])), []).append(host)
+        if len(values) > 1:
+            described = "; ".join(f"{value} on {', '.join(hs[:3])}" for value, hs in sorted(values.items()))
+            problems.append(f"{name}: differs between hosts ({described}); it must be fleet-wide")
+    return settings
+
+
+def _first_defined(hosts, hostvars, name, default):
+    for host in hosts:
+        hvars = hostvars.get(host) or {}
+        if name in hvars:
+            return hvars[name]
+    return default
+
+
+def _plain(value):
+    """Strip Ansible's tagged/lazy container types so the model is plain JSON data."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_port(value):
+    return _is_int(value) and 1 <= value <= 65535
+
+
+def _datacentre_of(host, hvars, problems):
+    datacentre = hvars.get("mcfleet_datacentre")
+    if datacentre is None:
+        problems.append(f"{host}: mcfleet_datacentre is missing")
+        return None
+    if not isinstance(datacentre, str) or not DATACENTRE_NAME.match(datacentre):
+        problems.append(
+            f"{host}: mcfleet_datacentre {datacentre!r} is not a datacentre name ([a-z][a-z0-9_]*)"
+        )
+        return None
+    return str(datacentre)
+
+
+def _address_of(host, hvars, problems):
+    address = hvars.get("mcfleet_address")
+    if address is None:
+        problems.append(f"{host}: mcfleet_address is missing")
+        return None
+    try:
+        return str(ipaddress.ip_address(str(address)))
+    except ValueError:
+        problems.append(f"{host}: mcfleet_address {address!r} is not an IP address")
+        return None
+
+
+def _port_of(host, hvars, name, default, problems):
+    port = _plain(hvars.get(name, default))
+    if not _is_port(port):
+        problems.append(f"{host}: {name} {port!r} is not a TCP port (1..65535)")
+        return None
+    return port
+
+
+def _claim_endpoint(endpoints, address, port, host, problems):
+    if address is None or port is None:
+        return
+    endpoint = (address, port)
+    owner = endpoints.get(endpoint)
+    if owner is None:
+        endpoints[endpoint] = host
+    elif owner != host:
+        shown = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+        problems.append(f"{shown}: duplicate host:port, used by both {owner} and {host}")
+
+
+def _tko(tko, problems):
+    if not isinstance(tko, Mapping):
+        problems.append(f"mcfleet_tko: {tko!r} is not a mapping")
+        return dict(TKO_DEFAULTS)
+    merged = dict(TKO_DEFAULTS)
+    for key, value in tko.items():
+        if key not in TKO_DEFAULTS:
+            problems.append(f"mcfleet_tko.{key}: unknown setting (known: {', '.join(TKO_DEFAULTS)})")
+        elif not _is_int(value) or value <= 0:
+            problems.append(f"mcfleet_tko.{key}: {value!r} is not a positive integer")
+        else:
+            merged[key] = value
+    if merged["probe_timeout_initial_ms"] > merged["probe_timeout_max_ms"]:
+        problems.append(
+            f"mcfleet_tko.probe_timeout_initial_ms: {merged['probe_timeout_initial_ms']} is above "
+            f"probe_timeout_max_ms {merged['probe_timeout_max_ms']}"
+        )
+    return merged
+
+
+def _gutter_ttl(ttl, problems):
+    low, high = GUTTER_TTL_RANGE
+    if not _is_int(ttl) or not low <= ttl <= high:
+        problems.append(f"mcfleet_gutter_ttl_s: {ttl!r} is out of range {low}..{high} seconds")
+    return ttl
+
+
+def _failover_errors(errors, problems):
+    if not isinstance(errors, list) or not errors:
+        problems.append(f"mcfleet_failover_errors: {errors!r} is not a non-empty list")
+        return errors
+    for error in errors:
+        if error not in FAILOVER_ERRORS:
+            problems.append(
+                f"mcfleet_failover_errors: {error!r} is not an mcrouter failover error "
+                f"({', '.join(FAILOVER_ERRORS)})"
+            )
+    return errors
+
+
+def _add_remote_datacentres(datacentres, remote, tls_port, endpoints, problems):
+    """Datacentres outside this inventory, reached only through their proxies."""
+    if not isinstance(remote, Mapping):
+        problems.append(f"mcfleet_remote_datacentres: {remote!r} is not a mapping")
+        return
+    for name, spec in sorted(remote.items()):
+        field = f"mcfleet_remote_datacentres.{name}"
+        if not isinstance(name, str) or not DATACENTRE_NAME.match(name):
+            problems.append(f"{field}: {name!r} is not a datacentre name ([a-z][a-z0-9_]*)")
+            continue
+        if name in datacentres:
+            problems.append(f"{field}: datacentre {name!r} is also in this inventory")
+            continue
+        if not isinstance(spec, Mapping):
+            problems.append(f"{field}: {spec!r} is not a mapping with proxies_primary/proxies_secondary")
+            continue
+        unknown = sorted(set(spec) - {"proxies_primary", "proxies_secondary"})
+        if unknown:
+            problems.append(f"{field}: unknown keys {', '.join(unknown)}")
+        dc = _new_datacentre(name, local=False)
+        for pool in ("proxies_primary", "proxies_secondary"):
+            entries = spec.get(pool) or []
+            if not isinstance(entries, list):
+                problems.append(f"{field}.{pool}: {entries!r} is not a list of addresses")
+                continue
+            for raw in entries:
+                address = raw.get("address") if isinstance(raw, Mapping) else raw
+                try:
+                    address = str(ipaddress.ip_address(str(address)))
+                except ValueError:
+                    problems.append(f"{field}.{pool}: {address!r} is not an IP address")
+                    continue
+                host = str(raw.get("host", address)) if isinstance(raw, Mapping) else address
+                dc[pool].append({"host": host, "address": address, "port": tls_port})
+                _claim_endpoint(endpoints, address, tls_port, f"{name} {pool} {host}", problems)
+        if not dc["proxies_primary"]:
+            problems.append(f"{field}.proxies_primary: empty, so routes to {name} lead nowhere")
+        datacentres[name] = dc
+
+
+def _check_pools(datacentres, routers, problems):
+    for name, dc in sorted(datacentres.items()):
+        if not dc["local"]:
+            continue
+        if dc["main"] and not dc["gutter"]:
+            problems.append(
+                f"datacentre {name}: gutter pool (memcached_gutter) is empty "
+                f"while the main pool has {len(dc['main'])} shards"
+            )
+        if dc["proxies_secondary"] and not dc["proxies_primary"]:
+            problems.append(f"datacentre {name}: proxies_secondary without any proxies_primary")
+    for host, router in sorted(routers.items()):
+        dc = datacentres.get(router["datacentre"])
+        if dc is None or not (dc["main"] or dc["gutter"]):
+            problems.append(
+                f"{host}: mcfleet_datacentre {router['datacentre']!r} routes to an unknown datacentre "
+                "(no memcached_main or memcached_gutter hosts there)"
+            )
+        elif not dc["main"]:
+            problems.append(
+                f"{host}: router has no pools: datacentre {router['datacentre']!r} "
+                "has no memcached_main shards"
+            )
