@@ -243,27 +243,23 @@ def _pool_membership(groups, problems):
 def _fleet_settings(hosts, hostvars, problems):
     """One value per setting; fleet-wide ones must agree on every host."""
     settings = {}
-    for name, default in DEFAULTS.items():
-        settings[name] = _plain(_first_defined(hosts, hostvars, name, default))
-    settings["mcfleet_tko"] = _plain(_first_defined(hosts, hostvars, "mcfleet_tko", {}))
-    for name in FLEET_SETTINGS:
+    for name, default in [*DEFAULTS.items(), ("mcfleet_tko", {})]:
         values = {}
         for host in hosts:
-            hvars = hostvars.get(host) or {}
-            if name in hvars:
-                values.setdefault(repr(_plain(hvars[name])), []).append(host)
-        if len(values) > 1:
-            described = "; ".join(f"{value} on {', '.join(hs[:3])}" for value, hs in sorted(values.items()))
+            value = _plain((hostvars.get(host) or {}).get(name, default))
+            values.setdefault(repr(value), (value, []))[1].append(host)
+        if not values:
+            settings[name] = default
+            continue
+        # Per-host ports are allowed (several instances on one box); the model's
+        # fleet value is the one most hosts use.
+        settings[name] = max(values.values(), key=lambda item: (len(item[1]), repr(item[0])))[0]
+        if name in FLEET_SETTINGS and len(values) > 1:
+            described = "; ".join(
+                f"{value} on {', '.join(hosts_with[:3])}" for value, (_, hosts_with) in sorted(values.items())
+            )
             problems.append(f"{name}: differs between hosts ({described}); it must be fleet-wide")
     return settings
-
-
-def _first_defined(hosts, hostvars, name, default):
-    for host in hosts:
-        hvars = hostvars.get(host) or {}
-        if name in hvars:
-            return hvars[name]
-    return default
 
 
 def _plain(value):

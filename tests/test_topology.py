@@ -1,0 +1,276 @@
+"""The topology model: built from the real inventories, and every validation error on its own."""
+
+import subprocess
+
+import pytest
+from ansible.errors import AnsibleFilterError
+from ansible.module_utils.topology import DEFAULTS, TKO_DEFAULTS, TopologyError, build_topology
+from topology_fixtures import REPO, host_vars, inventory_data, small_fleet
+
+
+def problems_of(groups, hostvars):
+    with pytest.raises(TopologyError) as caught:
+        build_topology(groups, hostvars)
+    return caught.value.problems
+
+
+def only_problem(groups, hostvars):
+    problems = problems_of(groups, hostvars)
+    assert len(problems) == 1, problems
+    return problems[0]
+
+
+def test_lab_inventory_model():
+    groups, hostvars = inventory_data("lab")
+    model = build_topology(groups, hostvars)
+    assert sorted(model["datacentres"]) == ["codfw", "eqiad"]
+    eqiad = model["datacentres"]["eqiad"]
+    assert eqiad["local"] is True
+    assert eqiad["route_prefix"] == "/eqiad/mw/"
+    assert eqiad["broadcast_prefix"] == "/eqiad/mw-wan/"
+    assert [entry["host"] for entry in eqiad["main"]] == sorted(groups["eqiad_memcached_main"])
+    assert eqiad["main"][0] == {"host": "mc1001", "address": "10.89.213.11", "port": 11211}
+    assert [entry["host"] for entry in eqiad["gutter"]] == groups["eqiad_memcached_gutter"]
+    # Proxies are reached from the other datacentre on the cross-datacentre port.
+    assert eqiad["proxies_primary"] == [{"host": "mwproxy1001", "address": "10.89.213.16", "port": 11214}]
+    assert model["gutter_ttl_s"] == hostvars["mc1001"]["mcfleet_gutter_ttl_s"]
+    assert model["tko"] == {**TKO_DEFAULTS, **hostvars["mc1001"]["mcfleet_tko"]}
+    assert model["cross_dc_tls"] is False
+    assert model["routers"]["mw1001"] == {
+        "datacentre": "eqiad",
+        "engine": "memcached_proxy",
+        "address": "10.89.213.15",
+        "port": 11213,
+        "role": "router",
+        "cross_dc_port": None,
+    }
+    assert model["routers"]["mwproxy2002"]["role"] == "proxy_secondary"
+    assert model["hosts"]["mc-gp2001"]["pool"] == "gutter"
+    every_host = {host for group in ("memcached", "routers", "proxies") for host in groups[group]}
+    assert set(model["hosts"]) == every_host
+
+
+@pytest.mark.parametrize(("name", "remote"), [("eqiad", "codfw"), ("codfw", "eqiad")])
+def test_production_inventory_model(name, remote):
+    groups, hostvars = inventory_data(name)
+    model = build_topology(groups, hostvars)
+    local_dc, remote_dc = model["datacentres"][name], model["datacentres"][remote]
+    assert len(local_dc["main"]) == len(groups["memcached_main"]) == 18
+    assert len(local_dc["gutter"]) == 3
+    assert remote_dc["local"] is False
+    assert remote_dc["main"] == remote_dc["gutter"] == []
+    declared = hostvars[groups["routers"][0]]["mcfleet_remote_datacentres"][remote]
+    assert [entry["address"] for entry in remote_dc["proxies_primary"]] == sorted(declared["proxies_primary"])
+    assert {entry["port"] for entry in remote_dc["proxies_secondary"]} == {model["ports"]["tls"]}
+    assert {router["engine"] for router in model["routers"].values()} == {"mcrouter"}
+    assert model["cross_dc_tls"] is True
+
+
+def test_defaults_are_wikimedias():
+    groups, hostvars = small_fleet()
+    model = build_topology(groups, hostvars)
+    assert model["ports"] == {"memcached": 11211, "router": 11213, "tls": 11214}
+    assert model["gutter_ttl_s"] == DEFAULTS["mcfleet_gutter_ttl_s"] == 60
+    assert model["failover_errors"] == ["tko"]
+    assert model["tko"] == {
+        "timeouts_until_tko": 10,
+        "probe_timeout_initial_ms": 60000,
+        "probe_timeout_max_ms": 60000,
+        "server_timeout_ms": 1000,
+        "cross_region_timeout_ms": 250,
+        "cross_cluster_timeout_ms": 1000,
+    }
+    assert {router["engine"] for router in model["routers"].values()} == {"mcrouter"}
+
+
+def test_model_does_not_depend_on_inventory_order():
+    groups, hostvars = small_fleet()
+    shuffled = {group: list(reversed(hosts)) for group, hosts in reversed(list(groups.items()))}
+    shuffled_vars = dict(reversed(list(hostvars.items())))
+    assert build_topology(shuffled, shuffled_vars) == build_topology(groups, hostvars)
+
+
+def test_host_in_two_pools():
+    groups, hostvars = small_fleet()
+    groups["proxies_primary"].append("mw1001")
+    assert only_problem(groups, hostvars) == "mw1001: host is in two pools: routers, proxies_primary"
+
+
+def test_gutter_server_also_main_shard():
+    groups, hostvars = small_fleet()
+    groups["memcached_gutter"].append("mc1002")
+    problem = only_problem(groups, hostvars)
+    assert problem.startswith("mc1002: gutter server is also a main shard")
+
+
+def test_empty_gutter_pool():
+    groups, hostvars = small_fleet()
+    groups["memcached_gutter"].remove("mc-gp2001")
+    assert only_problem(groups, hostvars) == (
+        "datacentre codfw: gutter pool (memcached_gutter) is empty while the main pool has 3 shards"
+    )
+
+
+def test_duplicate_host_port():
+    groups, hostvars = small_fleet()
+    hostvars["mc1003"]["mcfleet_address"] = "10.0.1.1"
+    assert only_problem(groups, hostvars) == (
+        "10.0.1.1:11211: duplicate host:port, used by both mc1001 and mc1003"
+    )
+
+
+def test_same_address_different_port_is_fine():
+    groups, hostvars = small_fleet()
+    hostvars["mc1003"].update(mcfleet_address="10.0.1.1", mcfleet_memcached_port=11311)
+    model = build_topology(groups, hostvars)
+    assert {"host": "mc1003", "address": "10.0.1.1", "port": 11311} in model["datacentres"]["eqiad"]["main"]
+
+
+def test_route_to_unknown_datacentre():
+    groups, hostvars = small_fleet()
+    groups["routers"].append("mw4001")
+    hostvars["mw4001"] = host_vars("ulsfo", "10.0.4.20")
+    problem = only_problem(groups, hostvars)
+    assert problem.startswith("mw4001: mcfleet_datacentre 'ulsfo' routes to an unknown datacentre")
+
+
+def test_remote_datacentre_without_proxies_is_a_route_to_nowhere():
+    groups, hostvars = small_fleet(mcfleet_remote_datacentres={"ulsfo": {"proxies_secondary": ["10.0.4.1"]}})
+    assert only_problem(groups, hostvars) == (
+        "mcfleet_remote_datacentres.ulsfo.proxies_primary: empty, so routes to ulsfo lead nowhere"
+    )
+
+
+def test_remote_datacentre_also_in_inventory():
+    groups, hostvars = small_fleet(mcfleet_remote_datacentres={"codfw": {"proxies_primary": ["10.0.9.1"]}})
+    assert only_problem(groups, hostvars) == (
+        "mcfleet_remote_datacentres.codfw: datacentre 'codfw' is also in this inventory"
+    )
+
+
+@pytest.mark.parametrize("ttl", [0, -5, 3601, "60", 1.5])
+def test_gutter_ttl_out_of_range(ttl):
+    groups, hostvars = small_fleet(mcfleet_gutter_ttl_s=ttl)
+    assert only_problem(groups, hostvars) == f"mcfleet_gutter_ttl_s: {ttl!r} is out of range 1..3600 seconds"
+
+
+def test_router_with_no_pools():
+    groups, hostvars = small_fleet()
+    for shard in ("mc2001", "mc2002", "mc2003"):
+        groups["memcached_main"].remove(shard)
+    problems = problems_of(groups, hostvars)
+    assert "mw2001: router has no pools: datacentre 'codfw' has no memcached_main shards" in problems
+    assert "mwproxy2001: router has no pools: datacentre 'codfw' has no memcached_main shards" in problems
+    assert len(problems) == 2
+
+
+def test_missing_and_invalid_address():
+    groups, hostvars = small_fleet()
+    del hostvars["mc1001"]["mcfleet_address"]
+    hostvars["mc1002"]["mcfleet_address"] = "10.0.1.300"
+    assert problems_of(groups, hostvars) == [
+        "mc1001: mcfleet_address is missing",
+        "mc1002: mcfleet_address '10.0.1.300' is not an IP address",
+    ]
+
+
+def test_missing_datacentre():
+    groups, hostvars = small_fleet()
+    del hostvars["mc-gp1001"]["mcfleet_datacentre"]
+    assert "mc-gp1001: mcfleet_datacentre is missing" in problems_of(groups, hostvars)
+
+
+def test_unknown_engine():
+    groups, hostvars = small_fleet()
+    hostvars["mw2001"]["mcfleet_router_engine"] = "twemproxy"
+    assert only_problem(groups, hostvars) == (
+        "mw2001: mcfleet_router_engine 'twemproxy' is not one of mcrouter, memcached_proxy"
+    )
+
+
+@pytest.mark.parametrize(
+    ("tko", "expected"),
+    [
+        ({"timeouts_until_tko": 0}, "mcfleet_tko.timeouts_until_tko: 0 is not a positive integer"),
+        ({"server_timeout_ms": "1s"}, "mcfleet_tko.server_timeout_ms: '1s' is not a positive integer"),
+        ({"probe_timeout": 3}, "mcfleet_tko.probe_timeout: unknown setting"),
+        (
+            {"probe_timeout_initial_ms": 90000},
+            "mcfleet_tko.probe_timeout_initial_ms: 90000 is above probe_timeout_max_ms 60000",
+        ),
+    ],
+)
+def test_bad_tko_values(tko, expected):
+    groups, hostvars = small_fleet(mcfleet_tko=tko)
+    assert only_problem(groups, hostvars).startswith(expected)
+
+
+def test_unknown_failover_error():
+    groups, hostvars = small_fleet(mcfleet_failover_errors=["tko", "timeout"])
+    assert only_problem(groups, hostvars).startswith("mcfleet_failover_errors: 'timeout' is not an mcrouter")
+
+
+def test_fleet_setting_that_differs_between_hosts():
+    groups, hostvars = small_fleet()
+    hostvars["mc2001"]["mcfleet_gutter_ttl_s"] = 30
+    problem = only_problem(groups, hostvars)
+    assert problem.startswith("mcfleet_gutter_ttl_s: differs between hosts")
+    assert "30 on mc2001" in problem
+
+
+def test_every_problem_is_reported_at_once():
+    groups, hostvars = small_fleet(mcfleet_gutter_ttl_s=0)
+    groups["memcached_gutter"].append("mc1002")
+    hostvars["mc1003"]["mcfleet_address"] = "bogus"
+    hostvars["mw1001"]["mcfleet_router_engine"] = "nginx"
+    with pytest.raises(TopologyError) as caught:
+        build_topology(groups, hostvars)
+    assert len(caught.value.problems) == 4
+    message = str(caught.value)
+    assert message.startswith("invalid mcfleet topology (4 problems):")
+    for needle in ("mcfleet_gutter_ttl_s: 0", "mc1002: gutter server", "'bogus'", "'nginx'"):
+        assert needle in message
+
+
+def test_filter_raises_ansible_error_listing_every_problem():
+    from filter.mcfleet import mcfleet_topology
+
+    groups, hostvars = small_fleet(mcfleet_gutter_ttl_s=0)
+    hostvars["mw1001"]["mcfleet_router_engine"] = "nginx"
+    with pytest.raises(AnsibleFilterError) as caught:
+        mcfleet_topology(groups, hostvars)
+    assert "mcfleet_gutter_ttl_s: 0" in str(caught.value)
+    assert "mw1001: mcfleet_router_engine 'nginx'" in str(caught.value)
+
+
+def test_render_playbook_fails_on_invalid_topology(tmp_path):
+    """render.yml exits non-zero with the one message, before writing anything."""
+    inventory = tmp_path / "inventory"
+    (inventory / "group_vars" / "all").mkdir(parents=True)
+    (inventory / "hosts.yml").write_text((REPO / "inventories" / "lab" / "hosts.yml").read_text())
+    (inventory / "group_vars" / "all" / "topology.yml").write_text(
+        "mcfleet_gutter_ttl_s: 0\nmcfleet_router_engine: nginx\n"
+    )
+    (inventory / "group_vars" / "eqiad.yml").write_text("mcfleet_datacentre: eqiad\n")
+    (inventory / "group_vars" / "codfw.yml").write_text("mcfleet_datacentre: codfw\n")
+    render_dir = tmp_path / "render"
+    result = subprocess.run(
+        [
+            str(REPO / ".venv" / "bin" / "ansible-playbook"),
+            "-i",
+            str(inventory),
+            str(REPO / "playbooks" / "render.yml"),
+            "-e",
+            f"render_dir={render_dir}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "invalid mcfleet topology (7 problems)" in output
+    assert "mcfleet_gutter_ttl_s: 0 is out of range" in output
+    assert "mwproxy2002: mcfleet_router_engine 'nginx'" in output
+    assert not render_dir.exists()
