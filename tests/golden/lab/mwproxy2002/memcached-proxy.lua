@@ -1,0 +1,95 @@
+-- mcfleet: memcached proxy (routelib) configuration for mwproxy2002, datacentre codfw.
+-- Rendered from the topology model (plugins/module_utils/render_memcached_proxy.py); do not edit.
+
+-- Backend health from the TKO settings (see backend_settings()).
+settings{
+    backend_connect_timeout = 1,
+    backend_read_timeout = 1,
+    backend_failure_limit = 3,
+    backend_retry_waittime = 3,
+    backend_flap_time = 3,
+    backend_flap_backoff_ramp = 1.5,
+    backend_flap_backoff_max = 10,
+}
+
+pools{
+    ["codfw_main"] = {
+        backends = {
+            { host = "10.89.213.21", port = 11211, label = "mc2001" },
+            { host = "10.89.213.22", port = 11211, label = "mc2002" },
+            { host = "10.89.213.23", port = 11211, label = "mc2003" },
+        },
+    },
+    ["codfw_gutter"] = {
+        backends = {
+            { host = "10.89.213.24", port = 11211, label = "mc-gp2001" },
+        },
+    },
+    ["eqiad_proxies"] = {
+        backend_options = { connecttimeout = 0.25, readtimeout = 0.25 },
+        backends = {
+            { host = "10.89.213.16", port = 11214, label = "mwproxy1001" },
+        },
+    },
+    ["eqiad_proxies_secondary"] = {
+        backend_options = { connecttimeout = 0.25, readtimeout = 0.25 },
+        backends = {
+            { host = "10.89.213.17", port = 11214, label = "mwproxy1002" },
+        },
+    },
+}
+
+-- /codfw/mw/: main pool, failing over to the gutter pool; set-like
+-- writes to the gutter expire after the gutter TTL (10 s).
+local function local_failover()
+    return route_mcfleet_operation{
+        child_default = route_failover{ children = { "codfw_main", "codfw_gutter" } },
+        child_set = route_failover{ children = {
+            "codfw_main",
+            route_ttl{ ttl = 10, child = "codfw_gutter" },
+        } },
+    }
+end
+
+-- /eqiad/mw/: eqiad's primary proxies, failing over to its secondary proxies.
+local function route_to_eqiad()
+    return route_failover{ children = { "eqiad_proxies", "eqiad_proxies_secondary" } }
+end
+
+routes{
+    -- The router matches /<datacentre>/; route_mcfleet_prefix strips /<datacentre>/<cluster>/.
+    conf = { mode = "anchor", start = "/", stop = "/" },
+    map = {
+        ["codfw"] = route_mcfleet_prefix{ children = {
+            mw = local_failover(),
+            ["mw-wan"] = route_mcfleet_operation{
+                child_default = local_failover(),
+                child_set = route_allsync{ children = { local_failover() } },
+                child_delete = route_allsync{ children = { local_failover() } },
+            },
+        } },
+        ["eqiad"] = route_mcfleet_prefix{ children = {
+            mw = route_to_eqiad(),
+            ["mw-wan"] = route_mcfleet_operation{
+                child_default = route_to_eqiad(),
+                child_set = route_allasync{ children = { route_to_eqiad() } },
+                child_delete = route_allasync{ children = { route_to_eqiad() } },
+            },
+        } },
+        ["*"] = route_mcfleet_prefix{ children = {
+            ["mw-wan"] = route_mcfleet_operation{
+                child_default = local_failover(),
+                child_set = route_split{
+                    child_a = route_allsync{ children = { local_failover() } },
+                    child_b = route_allasync{ children = { route_to_eqiad() } },
+                },
+                child_delete = route_split{
+                    child_a = route_allsync{ children = { local_failover() } },
+                    child_b = route_allasync{ children = { route_to_eqiad() } },
+                },
+            },
+        } },
+    },
+    -- Keys without a routing prefix belong to this datacentre (mcrouter's --route-prefix).
+    default = local_failover(),
+}
