@@ -1,0 +1,211 @@
+"""The rendered routelib config on the real memcached proxy (Debian trixie, 1.6.38).
+
+One container (host network, so everything stays on loopback addresses 127.78.N.x)
+runs two datacentres: eqiad with 3 shards, a gutter and a router; codfw with a shard,
+a gutter and primary/secondary proxies. The client is pymemcache on the host.
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+from ansible.module_utils import render_memcached_proxy
+from ansible.module_utils.topology import build_topology
+from pymemcache.client.base import Client
+
+IMAGE = "localhost/mcfleet-debian:trixie"
+CONTAINER = f"mcfleet-test-proxylive-{os.getpid()}"
+NET = f"127.78.{os.getpid() % 250 + 1}"
+GUTTER_TTL_S = 3
+HOSTS = {
+    "mc1001": ("memcached_main", "eqiad", f"{NET}.11"),
+    "mc1002": ("memcached_main", "eqiad", f"{NET}.12"),
+    "mc1003": ("memcached_main", "eqiad", f"{NET}.13"),
+    "mc-gp1001": ("memcached_gutter", "eqiad", f"{NET}.14"),
+    "mw1001": ("routers", "eqiad", f"{NET}.15"),
+    "mc2001": ("memcached_main", "codfw", f"{NET}.21"),
+    "mc-gp2001": ("memcached_gutter", "codfw", f"{NET}.24"),
+    "mwproxy2001": ("proxies_primary", "codfw", f"{NET}.26"),
+    "mwproxy2002": ("proxies_secondary", "codfw", f"{NET}.27"),
+}
+SHARDS = ("mc1001", "mc1002", "mc1003")
+
+
+def _podman_usable():
+    if shutil.which("podman") is None:
+        return False
+    return subprocess.run(["podman", "image", "exists", IMAGE], capture_output=True).returncode == 0
+
+
+pytestmark = pytest.mark.skipif(not _podman_usable(), reason=f"needs podman and {IMAGE} (lab/build-image.sh)")
+
+
+def podman_exec(*args, stdin=None, detach=False):
+    command = ["podman", "exec", *(["-d"] if detach else []), *(["-i"] if stdin else []), CONTAINER, *args]
+    return subprocess.run(
+        command, input=stdin, capture_output=True, text=True, check=True, timeout=300
+    ).stdout
+
+
+APT_INSTALL = "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq"
+LIBRARY = "/tmp/mcfleet-routes.lua"
+
+
+def start_server(model, host):
+    if host not in model["routers"]:
+        podman_exec(*backend_command(host).split(), detach=True)
+        return
+    config = f"/tmp/{host}.lua"
+    podman_exec("sh", "-c", f"cat > {config}", stdin=render_memcached_proxy.render_config_text(model, host))
+    options = render_memcached_proxy.command_line_options(model, host, config, LIBRARY)
+    podman_exec("memcached", "-u", "nobody", "-m", "16", *options, detach=True)
+
+
+def listening_ports(model, host):
+    router = model["routers"].get(host)
+    if router is None:
+        return [model["hosts"][host]["port"]]
+    return [port for port in (router["port"], router["cross_dc_port"]) if port is not None]
+
+
+def backend_command(host):
+    return f"memcached -u nobody -l {HOSTS[host][2]} -p 11211 -m 16"
+
+
+def wait_for_port(address, port, up=True, timeout_s=20):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((address, port), timeout=0.2).close()
+            if up:
+                return
+        except OSError:
+            if not up:
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"{address}:{port} did not go {'up' if up else 'down'} within {timeout_s}s")
+
+
+def raw(address, port, request):
+    with socket.create_connection((address, port), timeout=2) as conn:
+        conn.sendall(request)
+        time.sleep(0.1)
+        return conn.recv(4096)
+
+
+@pytest.fixture(scope="module")
+def fleet():
+    groups, hostvars = {}, {}
+    for host, (group, datacentre, address) in HOSTS.items():
+        groups.setdefault(group, []).append(host)
+        hostvars[host] = {
+            "mcfleet_address": address,
+            "mcfleet_datacentre": datacentre,
+            "mcfleet_router_engine": "memcached_proxy",
+            "mcfleet_gutter_ttl_s": GUTTER_TTL_S,
+            "mcfleet_cross_dc_tls": False,
+            "mcfleet_tko": {"timeouts_until_tko": 3, "probe_timeout_initial_ms": 3000},
+        }
+    model = build_topology(groups, hostvars)
+    subprocess.run(
+        ["podman", "run", "-d", "--network", "host", "--name", CONTAINER, IMAGE, "sleep", "infinity"],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        podman_exec("sh", "-c", f"apt-get update -qq && {APT_INSTALL} memcached")
+        podman_exec("sh", "-c", f"cat > {LIBRARY}", stdin=render_memcached_proxy.ROUTE_LIBRARY)
+        # Backends first, then proxies, then the router, so no first connection fails
+        # (a failed backend is only retried after the probe delay).
+        for pools in (
+            ("memcached_main", "memcached_gutter"),
+            ("proxies_primary", "proxies_secondary"),
+            ("routers",),
+        ):
+            started = [host for host, (group, _, _) in HOSTS.items() if group in pools]
+            for host in started:
+                start_server(model, host)
+            for host in started:
+                for port in listening_ports(model, host):
+                    wait_for_port(HOSTS[host][2], port)
+        yield model
+    finally:
+        subprocess.run(["podman", "rm", "-f", "-t", "0", CONTAINER], capture_output=True)
+
+
+def client(host, port=11211):
+    return Client((HOSTS[host][2], port), connect_timeout=3, timeout=3)
+
+
+def test_keys_are_sharded_and_stored_without_the_routing_prefix(fleet):
+    router, shards, gutter = client("mw1001", 11213), {h: client(h) for h in SHARDS}, client("mc-gp1001")
+    keys = [f"spread{i}" for i in range(300)]
+    for key in keys:
+        assert router.set(f"/eqiad/mw/{key}", b"v", noreply=False)
+    held = {host: sum(1 for key in keys if shard.get(key) == b"v") for host, shard in shards.items()}
+    assert sum(held.values()) == len(keys)
+    assert all(count > 0 for count in held.values()), held
+    assert not any(shard.get(f"/eqiad/mw/{keys[0]}") for shard in shards.values())
+    assert gutter.get(keys[0]) is None
+    # A key without routing prefix takes the local route: the same item.
+    assert router.get(keys[0]) == b"v"
+
+
+def test_prefixed_text_get_answers_with_the_stored_key(fleet):
+    """Known proxy limitation: VALUE echoes the stripped key (mcrouter echoes the one asked)."""
+    client("mw1001", 11213).set("/eqiad/mw/echo", b"e", noreply=False)
+    address = HOSTS["mw1001"][2]
+    assert raw(address, 11213, b"get /eqiad/mw/echo\r\n") == b"VALUE echo 0 1\r\ne\r\nEND\r\n"
+    assert raw(address, 11213, b"mg /eqiad/mw/echo v\r\n") == b"VA 1\r\ne\r\n"
+
+
+def test_broadcast_and_remote_prefixes(fleet):
+    router, shards, codfw = client("mw1001", 11213), [client(h) for h in SHARDS], client("mc2001")
+    assert router.set("/*/mw-wan/everywhere", b"w", noreply=False)
+    assert [shard.get("everywhere") for shard in shards].count(b"w") == 1
+    wait_until(lambda: codfw.get("everywhere") == b"w")
+    assert router.set("/eqiad/mw-wan/here", b"h", noreply=False)
+    assert [shard.get("here") for shard in shards].count(b"h") == 1
+    assert router.set("/codfw/mw/there", b"t", noreply=False)
+    assert codfw.get("there") == b"t"
+    # Fire-and-forget to a remote datacentre answers NOT_STORED at once, like AllAsyncRoute.
+    assert router.set("/codfw/mw-wan/async", b"a", noreply=False) is False
+    wait_until(lambda: codfw.get("async") == b"a")
+    assert router.delete("/*/mw-wan/everywhere", noreply=False)
+    assert [shard.get("everywhere") for shard in shards] == [None, None, None]
+    wait_until(lambda: codfw.get("everywhere") is None)
+
+
+def wait_until(condition, timeout_s=5):
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def test_failed_shard_fails_over_to_the_gutter_with_the_gutter_ttl(fleet):
+    router, gutter = client("mw1001", 11213), client("mc-gp1001")
+    victim = "mc1001"
+    keys = [f"failover{i}" for i in range(300)]
+    for key in keys:
+        router.set(f"/eqiad/mw/{key}", b"old", noreply=False)
+    victim_keys = [key for key in keys if client(victim).get(key) == b"old"]
+    assert victim_keys
+    pid = podman_exec("pgrep", "-f", "-x", backend_command(victim)).split()[0]
+    podman_exec("kill", pid)
+    wait_for_port(HOSTS[victim][2], 11211, up=False)
+
+    errors = sum(1 for key in victim_keys if not router.set(f"/eqiad/mw/{key}", b"new", noreply=False))
+    assert errors == 0
+    assert all(gutter.get(key) == b"new" for key in victim_keys)
+    assert all(router.get(key) == b"new" for key in victim_keys)
+    ttl_reply = raw(HOSTS["mc-gp1001"][2], 11211, f"mg {victim_keys[0]} t\r\n".encode())
+    assert ttl_reply.startswith(b"HD t")
+    assert 0 < int(ttl_reply.split(b"t")[-1]) <= GUTTER_TTL_S
+    # Keys of healthy shards never touch the gutter.
+    assert not any(gutter.get(key) for key in keys if key not in victim_keys)
+    time.sleep(GUTTER_TTL_S + 1)
+    assert not any(gutter.get(key) for key in victim_keys)
