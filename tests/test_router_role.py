@@ -29,8 +29,8 @@ def ansible_playbook(playbook, inventory, *extra):
             "-i",
             str(REPO / "inventories" / inventory),
             str(playbook),
-        ]
-        + list(extra),
+            *extra,
+        ],
         cwd=REPO,
         env=ENV,
         capture_output=True,
