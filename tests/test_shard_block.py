@@ -210,7 +210,11 @@ def test_rules_it_did_not_create_are_untouched(shard_ns, run_module):
     )
     shard_ns.run("iptables", "-N", "MCFLEET-MEMCACHED")
     shard_ns.run("iptables", "-A", "MCFLEET-MEMCACHED", "-s", "10.89.213.0/24", "-j", "ACCEPT")
-    shard_ns.run("iptables", "-A", "INPUT", "-p", "tcp", "--dport", str(PORT), "-j", "MCFLEET-MEMCACHED")
+    memcached_comment = "mcfleet: only memcached clients reach memcached"
+    shard_ns.run(
+        *("iptables", "-A", "INPUT", "-p", "tcp", "-m", "multiport", "--dports", str(PORT)),
+        *("-m", "comment", "--comment", memcached_comment, "-j", "MCFLEET-MEMCACHED"),
+    )
     shard_ns.run("iptables", "-A", "INPUT", "-p", "tcp", "--dport", "22", "-j", "ACCEPT")
     shard_ns.run("ip6tables", "-A", "INPUT", "-p", "tcp", "--dport", "22", "-j", "ACCEPT")
     foreign_v4, foreign_v6 = shard_ns.rules(), shard_ns.rules("ip6tables")

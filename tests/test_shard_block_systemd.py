@@ -17,9 +17,11 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 CONTAINER = "mcfleet-test-block"
-IMAGE = "localhost/mcfleet-debian:bookworm"
+# Another suite: MCFLEET_TEST_SUITE=bullseye (or trixie) pytest tests/test_shard_block_systemd.py
+IMAGE = f"localhost/mcfleet-debian:{os.environ.get('MCFLEET_TEST_SUITE', 'bookworm')}"
 CHAIN = "MCFLEET-DRILL"
 UNIT = "mcfleet-drill-rollback"
+SETTLED = ("running", "degraded")
 FOREIGN_RULE = ["-A", "INPUT", "-p", "tcp", "--dport", "22", "-j", "ACCEPT"]
 
 pytestmark = pytest.mark.skipif(not shutil.which("podman"), reason="podman is not installed")
@@ -39,29 +41,26 @@ def container():
         pytest.fail(f"{IMAGE} is missing: run lab/bootstrap.sh first")
     podman("rm", "-f", CONTAINER, check=False)
     # No network: the module needs none, and nothing can leak out.
-    podman(
-        "run",
-        "-d",
-        "--name",
-        CONTAINER,
-        "--network",
-        "none",
-        "--systemd=always",
-        "--privileged",
-        IMAGE,
-        "/sbin/init",
-    )
+    run_options = ["--name", CONTAINER, "--network", "none", "--systemd=always", "--privileged"]
+    podman("run", "-d", *run_options, IMAGE, "/sbin/init")
     try:
-        deadline = time.monotonic() + 60
-        while in_container("systemctl", "is-system-running", check=False).stdout.strip() not in (
-            "running",
-            "degraded",
-        ):
-            assert time.monotonic() < deadline, "systemd did not come up in the test container"
-            time.sleep(0.5)
+        wait_for_systemd()
         yield CONTAINER
     finally:
         podman("rm", "-f", CONTAINER, check=False)
+
+
+def wait_for_systemd(timeout_s=60):
+    deadline = time.monotonic() + timeout_s
+    while in_container("systemctl", "is-system-running", check=False).stdout.strip() not in SETTLED:
+        if podman("inspect", "-f", "{{.State.Running}}", CONTAINER).stdout.strip() != "true":
+            # Seen when many systemd containers run at once: each holds inotify instances.
+            limit = Path("/proc/sys/fs/inotify/max_user_instances").read_text().strip()
+            pytest.fail(
+                f"systemd in {IMAGE} exited at once; fs.inotify.max_user_instances={limit} may be used up"
+            )
+        assert time.monotonic() < deadline, "systemd did not come up in the test container"
+        time.sleep(0.5)
 
 
 def shard_block(*args, check_mode=False):
