@@ -324,9 +324,15 @@ class ShardBlockModule:
                     table.apply(state, request)
                 elif state.present:
                     table.remove(state, request.chain)
-        except ShardBlockError:
+        except ShardBlockError as error:
             # A half-applied block must not wait for the timer.
-            self.remove_all()
+            try:
+                self.remove_all()
+            except ShardBlockError as cleanup_error:
+                raise ShardBlockError(
+                    f"{error}; removing the partial block failed too ({cleanup_error}): "
+                    f"the timer {self.paths.timer_unit} will lift it"
+                ) from None
             raise
         deleted = 0
         if conntrack:
@@ -373,7 +379,7 @@ def main():
     try:
         shard_block = ShardBlockModule(module)
         result = shard_block.present() if module.params["state"] == "present" else shard_block.absent()
-    except ShardBlockError as error:
+    except (ShardBlockError, OSError) as error:
         module.fail_json(msg=str(error))
     module.exit_json(**result)
 
