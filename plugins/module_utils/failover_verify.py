@@ -552,7 +552,7 @@ class FailoverVerifier:
         result["readmitted"] = readmitted
         result["timings_s"]["readmission_wait"] = time.monotonic() - timer
         if readmitted:
-            state["readmitted_at"] = time.time()
+            state["readmitted_at"] = result["readmitted_at"] = time.time()
         else:
             result["violations"].append(
                 f"the router did not re-admit {blocked.host} within {readmission_timeout_s}s:"

@@ -1,0 +1,376 @@
+"""Bounded client traffic through a router, recorded as a JSONL timeline.
+
+A drill needs the client's view: how many requests failed, how slow they were, and when
+the gutter started answering. `run()` sends a paced mix of set and get on a small key
+set through the router until the first of: `max_requests`, `max_duration_s`, or a stop
+file appearing. Both bounds are mandatory and capped. Targets must be loopback or inside
+the configured lab networks: this is a load generator, and must never be pointed at a
+production router by accident.
+
+Timeline lines (one JSON object each):
+- `{"kind": "start", "t": ..., "plan": {...}}`
+- `{"kind": "req", "t": <unix start>, "op": "set"|"get", "k": <key index>, "ms": <latency>,
+  "r": "ok"|"miss"|"error"|"timeout"}`
+- `{"kind": "gutter", "t": ..., "get_hits": N, "get_misses": N, "cmd_set": N, "down": [...]}`
+  (counters summed over the gutter servers, sampled about once a second: their deltas show
+  when, and how much, the gutter served)
+- `{"kind": "end", "t": ..., "requests": N, "stop_reason": ...}`
+
+Also runnable on its own: `python3 plugins/module_utils/traffic.py --help`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+import json
+import math
+import os
+import random
+import socket
+import time
+
+try:
+    from ansible.module_utils.memcache_client import MemcacheClient, MemcacheError, MemcacheTimeout
+except ImportError:  # run as a script from a checkout
+    from memcache_client import MemcacheClient, MemcacheError, MemcacheTimeout
+
+LOOPBACK_NETWORKS = ("127.0.0.0/8", "::1/128")
+MAX_DURATION_S = 3600
+MAX_REQUESTS = 5_000_000
+MAX_RATE_PER_S = 20_000
+OUTCOMES = ("ok", "miss", "error", "timeout")
+
+
+class TrafficError(Exception):
+    """The plan is unsafe or invalid; nothing was sent."""
+
+
+def resolve_allowed(host: str, allowed_networks: list[str]) -> str:
+    """The address to connect to, refusing anything outside loopback and the lab networks.
+
+    Every address the name resolves to must be allowed, so a name cannot sneak traffic out.
+    """
+    networks = []
+    for net in [*LOOPBACK_NETWORKS, *allowed_networks]:
+        try:
+            networks.append(ipaddress.ip_network(net, strict=False))
+        except ValueError as exc:
+            raise TrafficError(f"allowed_networks: {net!r} is not a network: {exc}") from exc
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except socket.gaierror as exc:
+        raise TrafficError(f"cannot resolve {host!r}: {exc}") from exc
+    addresses = sorted({info[4][0] for info in infos})
+    for address in addresses:
+        ip = ipaddress.ip_address(address.split("%")[0])
+        if not any(ip.version == net.version and ip in net for net in networks):
+            allowed = ", ".join([*LOOPBACK_NETWORKS, *allowed_networks])
+            raise TrafficError(f"refusing to send traffic to {host} ({address}): not inside {allowed}")
+    return addresses[0]
+
+
+def plan_problems(plan: dict) -> list[str]:
+    """Every problem with the bounds and the mix, at once."""
+    problems = []
+    bounds = {
+        "max_duration_s": (0, MAX_DURATION_S),
+        "max_requests": (0, MAX_REQUESTS),
+        "rate_per_s": (0, MAX_RATE_PER_S),
+        "timeout_s": (0, 60),
+    }
+    for name, (low, high) in bounds.items():
+        value = plan.get(name)
+        if value is None or not low < value <= high:
+            problems.append(f"{name} must be in ({low}, {high}], got {value!r}")
+    if not 1 <= plan.get("key_count", 0) <= 100_000:
+        problems.append(f"key_count must be in [1, 100000], got {plan.get('key_count')!r}")
+    if not 0 <= plan.get("set_ratio", -1) <= 1:
+        problems.append(f"set_ratio must be in [0, 1], got {plan.get('set_ratio')!r}")
+    if not 1 <= plan.get("value_bytes", 0) <= 1_000_000:
+        problems.append(f"value_bytes must be in [1, 1000000], got {plan.get('value_bytes')!r}")
+    prefix = plan.get("route_prefix", "")
+    if not (prefix.startswith("/") and prefix.endswith("/")):
+        problems.append(f"route_prefix must look like /<dc>/<cluster>/, got {prefix!r}")
+    return problems
+
+
+def default_plan(**overrides) -> dict:
+    plan = {
+        "router": None,  # {"address": ..., "port": ...}
+        "route_prefix": "/eqiad/mw/",
+        "gutter": [],  # [{"address": ..., "port": ...}]
+        "run_id": time.strftime("%Y%m%dT%H%M%S"),
+        "key_count": 200,
+        "set_ratio": 0.3,
+        "value_bytes": 100,
+        "rate_per_s": 200,
+        "max_requests": 60_000,
+        "max_duration_s": 300,
+        "timeout_s": 1.0,
+        "stats_interval_s": 1.0,
+        "allowed_networks": [],
+        "timeline": None,
+        "stop_file": None,
+        "seed": None,
+    }
+    plan.update(overrides)
+    return plan
+
+
+def check_plan(plan: dict) -> dict:
+    """Validates the plan and resolves every target; returns {router, gutter} addresses."""
+    problems = plan_problems(plan)
+    if not plan.get("router"):
+        problems.append("router is required")
+    if not plan.get("timeline"):
+        problems.append("timeline is required")
+    if problems:
+        raise TrafficError("; ".join(problems))
+    allowed = list(plan.get("allowed_networks") or [])
+    router = (resolve_allowed(plan["router"]["address"], allowed), int(plan["router"]["port"]))
+    gutter = [(resolve_allowed(g["address"], allowed), int(g["port"])) for g in plan.get("gutter") or []]
+    return {"router": router, "gutter": gutter}
+
+
+def _sample_gutter(clients: list[MemcacheClient]) -> dict:
+    sample = {
+        "kind": "gutter",
+        "t": round(time.time(), 4),
+        "get_hits": 0,
+        "get_misses": 0,
+        "cmd_set": 0,
+        "down": [],
+    }
+    for client in clients:
+        try:
+            stats = client.stats()
+        except MemcacheError:
+            sample["down"].append(client.address)
+            continue
+        for name in ("get_hits", "get_misses", "cmd_set"):
+            sample[name] += int(stats.get(name, 0))
+    return sample
+
+
+def run(plan: dict) -> dict:
+    """Sends the traffic and writes the timeline; returns a summary. Always bounded."""
+    targets = check_plan(plan)
+    rng = random.Random(plan.get("seed"))
+    router = MemcacheClient(*targets["router"], timeout_s=plan["timeout_s"])
+    gutter = [MemcacheClient(*g, timeout_s=plan["timeout_s"]) for g in targets["gutter"]]
+    prefix = plan["route_prefix"]
+    keys = [f"{prefix}mcfleet-traffic-{plan['run_id']}-{i}" for i in range(plan["key_count"])]
+    filler = "x" * plan["value_bytes"]
+    counts = dict.fromkeys(OUTCOMES, 0)
+    latencies: list[float] = []
+    stop_file = plan.get("stop_file")
+    interval = 1.0 / plan["rate_per_s"]
+    started = time.monotonic()
+    deadline = started + plan["max_duration_s"]
+    next_stats = started
+    next_stop_check = started
+    stop_reason = "max_requests"
+    sent = 0
+    os.makedirs(os.path.dirname(os.path.abspath(plan["timeline"])), exist_ok=True)
+    with open(plan["timeline"], "w", encoding="utf-8") as timeline:
+        public_plan = {k: v for k, v in plan.items() if k != "seed"}
+        timeline.write(json.dumps({"kind": "start", "t": round(time.time(), 4), "plan": public_plan}) + "\n")
+        while sent < plan["max_requests"]:
+            now = time.monotonic()
+            if now >= deadline:
+                stop_reason = "max_duration_s"
+                break
+            if stop_file and now >= next_stop_check:
+                next_stop_check = now + 0.2
+                if os.path.exists(stop_file):
+                    stop_reason = "stop_file"
+                    break
+            if gutter and now >= next_stats:
+                next_stats = now + plan["stats_interval_s"]
+                timeline.write(json.dumps(_sample_gutter(gutter)) + "\n")
+            # Paced: request n is due at start + n/rate; a slow reply delays, never bursts.
+            due = started + sent * interval
+            if due > now:
+                time.sleep(min(due - now, max(0.0, deadline - now)))
+            index = rng.randrange(len(keys))
+            op = "set" if rng.random() < plan["set_ratio"] else "get"
+            wall = time.time()
+            tick = time.perf_counter()
+            try:
+                if op == "set":
+                    outcome = "ok" if router.set(keys[index], f"{sent}:{filler}") else "error"
+                else:
+                    outcome = "ok" if router.get(keys[index]) is not None else "miss"
+            except MemcacheTimeout:
+                outcome = "timeout"
+            except MemcacheError:
+                outcome = "error"
+            latency_ms = (time.perf_counter() - tick) * 1000
+            sent += 1
+            counts[outcome] += 1
+            latencies.append(latency_ms)
+            timeline.write(
+                json.dumps(
+                    {
+                        "kind": "req",
+                        "t": round(wall, 4),
+                        "op": op,
+                        "k": index,
+                        "ms": round(latency_ms, 3),
+                        "r": outcome,
+                    }
+                )
+                + "\n"
+            )
+        if gutter:
+            timeline.write(json.dumps(_sample_gutter(gutter)) + "\n")
+        duration = time.monotonic() - started
+        timeline.write(
+            json.dumps(
+                {"kind": "end", "t": round(time.time(), 4), "requests": sent, "stop_reason": stop_reason}
+            )
+            + "\n"
+        )
+    router.close()
+    for client in gutter:
+        client.close()
+    return {
+        "requests": sent,
+        "outcomes": counts,
+        "client_errors": counts["error"] + counts["timeout"],
+        "duration_s": round(duration, 3),
+        "requests_per_s": round(sent / duration, 1) if duration > 0 else 0.0,
+        "latency_ms": latency_summary(latencies),
+        "stop_reason": stop_reason,
+        "timeline": plan["timeline"],
+    }
+
+
+# -- reading a timeline back ---------------------------------------------------------
+
+
+def percentile(values: list[float], fraction: float) -> float | None:
+    """Nearest-rank percentile; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), math.ceil(fraction * len(ordered))))
+    return ordered[rank - 1]
+
+
+def latency_summary(latencies: list[float]) -> dict:
+    if not latencies:
+        return {"requests": 0, "p50": None, "p99": None, "max": None}
+    return {
+        "requests": len(latencies),
+        "p50": round(percentile(latencies, 0.50), 3),
+        "p99": round(percentile(latencies, 0.99), 3),
+        "max": round(max(latencies), 3),
+    }
+
+
+def load_timeline(path: str) -> dict:
+    """{start, end, requests: [...], gutter: [...]} from a timeline file (tolerates a torn last line)."""
+    loaded = {"start": None, "end": None, "requests": [], "gutter": []}
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue  # the generator was killed mid-line
+            kind = record.get("kind")
+            if kind == "req":
+                loaded["requests"].append(record)
+            elif kind == "gutter":
+                loaded["gutter"].append(record)
+            elif kind in ("start", "end"):
+                loaded[kind] = record
+    return loaded
+
+
+def per_second(timeline: dict, origin: float | None = None) -> list[dict]:
+    """One row per second since `origin` (default: the first request): requests/s, errors/s,
+    timeouts/s, misses/s, p50/p99 latency, and gutter get hits/misses in that second."""
+    reqs = timeline["requests"]
+    if origin is None:
+        origin = reqs[0]["t"] if reqs else (timeline["start"] or {}).get("t", 0.0)
+    last = max([r["t"] for r in reqs] + [g["t"] for g in timeline["gutter"]] + [origin])
+    rows = [
+        {
+            "second": s,
+            "requests": 0,
+            "errors": 0,
+            "timeouts": 0,
+            "misses": 0,
+            "gutter_hits": 0,
+            "gutter_misses": 0,
+        }
+        for s in range(int(last - origin) + 1)
+    ]
+    latencies: list[list[float]] = [[] for _ in rows]
+    for req in reqs:
+        s = int(req["t"] - origin)
+        if not 0 <= s < len(rows):
+            continue
+        rows[s]["requests"] += 1
+        rows[s]["errors"] += int(req["r"] == "error")
+        rows[s]["timeouts"] += int(req["r"] == "timeout")
+        rows[s]["misses"] += int(req["r"] == "miss")
+        latencies[s].append(req["ms"])
+    # Counter deltas between consecutive samples, credited to the later sample's second.
+    samples = timeline["gutter"]
+    for prev, cur in itertools.pairwise(samples):
+        s = int(cur["t"] - origin)
+        if 0 <= s < len(rows):
+            rows[s]["gutter_hits"] += max(0, cur["get_hits"] - prev["get_hits"])
+            rows[s]["gutter_misses"] += max(0, cur["get_misses"] - prev["get_misses"])
+    for row, lat in zip(rows, latencies, strict=True):
+        row["p50_ms"] = percentile(lat, 0.50)
+        row["p99_ms"] = percentile(lat, 0.99)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Bounded traffic through a memcached router (lab only).")
+    parser.add_argument("--router", required=True, help="ADDRESS:PORT of the router")
+    parser.add_argument("--route-prefix", default="/eqiad/mw/")
+    parser.add_argument("--gutter", action="append", default=[], help="ADDRESS:PORT, repeatable")
+    parser.add_argument("--timeline", required=True)
+    parser.add_argument("--stop-file")
+    parser.add_argument("--max-requests", type=int, required=True)
+    parser.add_argument("--max-duration-s", type=float, required=True)
+    parser.add_argument("--rate-per-s", type=float, default=200)
+    parser.add_argument("--key-count", type=int, default=200)
+    parser.add_argument("--set-ratio", type=float, default=0.3)
+    parser.add_argument("--allowed-network", action="append", default=[])
+    args = parser.parse_args(argv)
+
+    def server(spec: str) -> dict:
+        address, _, port = spec.rpartition(":")
+        return {"address": address.strip("[]"), "port": int(port)}
+
+    plan = default_plan(
+        router=server(args.router),
+        route_prefix=args.route_prefix,
+        gutter=[server(g) for g in args.gutter],
+        timeline=args.timeline,
+        stop_file=args.stop_file,
+        max_requests=args.max_requests,
+        max_duration_s=args.max_duration_s,
+        rate_per_s=args.rate_per_s,
+        key_count=args.key_count,
+        set_ratio=args.set_ratio,
+        allowed_networks=args.allowed_network,
+    )
+    try:
+        print(json.dumps(run(plan), indent=1))
+    except TrafficError as exc:
+        parser.exit(2, f"traffic: {exc}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,147 @@
+"""The traffic generator against real memcached on loopback: bounds, refusals, timeline."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from ansible.module_utils.memcache_client import MemcacheClient
+from ansible.module_utils.testing import patch_module_args
+from ansible.module_utils.traffic import (
+    TrafficError,
+    check_plan,
+    default_plan,
+    load_timeline,
+    per_second,
+    plan_problems,
+    run,
+)
+from failover_fixtures import MemcachedProcess
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "plugins" / "modules"))
+import mcfleet_traffic
+
+
+@pytest.fixture
+def server():
+    proc = MemcachedProcess()
+    yield proc
+    proc.stop()
+
+
+def plan_for(server: MemcachedProcess, tmp_path: Path, **overrides) -> dict:
+    endpoint = {"address": "127.0.0.1", "port": server.port}
+    settings = {
+        "router": endpoint,
+        "gutter": [endpoint],
+        "timeline": str(tmp_path / "traffic.jsonl"),
+        "max_requests": 100_000,
+        "max_duration_s": 2.0,
+        "rate_per_s": 300,
+        "seed": 7,
+    }
+    return default_plan(**{**settings, **overrides})
+
+
+def test_refuses_addresses_outside_loopback_and_the_lab(tmp_path):
+    timeline = tmp_path / "t.jsonl"
+    plan = default_plan(
+        router={"address": "192.0.2.2", "port": 11213}, timeline=str(timeline), max_duration_s=1
+    )
+    with pytest.raises(TrafficError, match=r"refusing to send traffic to 192\.0\.2\.2"):
+        run(plan)
+    assert not timeline.exists()
+    lab = default_plan(router={"address": "10.89.213.15", "port": 11213}, timeline=str(timeline))
+    with pytest.raises(TrafficError, match="refusing"):
+        check_plan(lab)
+    assert check_plan({**lab, "allowed_networks": ["10.89.213.0/24"]})["router"] == ("10.89.213.15", 11213)
+    # A gutter outside the lab is refused too; so is a name resolving outside.
+    with pytest.raises(TrafficError, match="refusing"):
+        check_plan(
+            {**lab, "allowed_networks": ["10.89.213.0/24"], "gutter": [{"address": "10.0.0.1", "port": 1}]}
+        )
+    assert check_plan({**lab, "router": {"address": "localhost", "port": 1}})["router"][0] in (
+        "127.0.0.1",
+        "::1",
+    )
+
+
+def test_bounds_are_mandatory_and_capped():
+    problems = plan_problems(default_plan(max_requests=0, max_duration_s=7200, rate_per_s=-1, set_ratio=2))
+    assert len(problems) == 4
+    assert any(p.startswith("max_requests") for p in problems)
+    assert any(p.startswith("max_duration_s") and "3600" in p for p in problems)
+
+
+def test_paced_run_records_every_request_and_gutter_hits(server, tmp_path):
+    summary = run(plan_for(server, tmp_path))
+    assert summary["stop_reason"] == "max_duration_s"
+    assert 1.9 <= summary["duration_s"] < 3
+    # Paced at 300/s for 2 s: never more than due, and not far below on loopback.
+    assert 400 <= summary["requests"] <= 601
+    assert summary["client_errors"] == 0
+    timeline = load_timeline(summary["timeline"])
+    assert len(timeline["requests"]) == summary["requests"]
+    assert timeline["end"]["stop_reason"] == "max_duration_s"
+    gets_hit = sum(1 for r in timeline["requests"] if r["op"] == "get" and r["r"] == "ok")
+    sets = sum(1 for r in timeline["requests"] if r["op"] == "set")
+    assert 0.2 < sets / summary["requests"] < 0.4
+    rows = per_second(timeline)
+    # The "gutter" here is the same memcached, so its counter deltas are exactly our hits.
+    assert sum(row["gutter_hits"] for row in rows) == gets_hit > 0
+    assert sum(row["requests"] for row in rows) == summary["requests"]
+    assert all(row["p99_ms"] >= row["p50_ms"] for row in rows if row["requests"])
+    assert int(MemcacheClient(*server.spec).stats()["cmd_set"]) == sets
+
+
+def test_stop_file_and_request_bound(server, tmp_path):
+    stop = tmp_path / "stop"
+    threading.Timer(0.5, stop.touch).start()
+    summary = run(plan_for(server, tmp_path, stop_file=str(stop), max_duration_s=10))
+    assert summary["stop_reason"] == "stop_file" and summary["duration_s"] < 2
+    summary = run(plan_for(server, tmp_path, max_requests=50, rate_per_s=1000))
+    assert summary["requests"] == 50 and summary["stop_reason"] == "max_requests"
+
+
+def test_stalled_router_shows_as_timeouts(server, tmp_path):
+    MemcacheClient(*server.spec).version()
+    server.pause()
+    try:
+        started = time.monotonic()
+        summary = run(plan_for(server, tmp_path, gutter=[], timeout_s=0.3, max_duration_s=1.5))
+    finally:
+        server.resume()
+    assert time.monotonic() - started < 3
+    assert summary["outcomes"]["timeout"] == summary["requests"] > 0
+    assert summary["latency_ms"]["p50"] >= 300
+
+
+def run_module(capsys, args: dict, check_mode: bool = False) -> tuple[int, dict]:
+    if check_mode:
+        args = {**args, "_ansible_check_mode": True}
+    with patch_module_args(args), pytest.raises(SystemExit) as exit_info:
+        mcfleet_traffic.main()
+    return exit_info.value.code, json.loads(capsys.readouterr().out)
+
+
+def test_module_check_mode_sends_nothing_and_refuses_outside(server, tmp_path, capsys):
+    args = {
+        "router": {"address": "127.0.0.1", "port": server.port},
+        "timeline": str(tmp_path / "t.jsonl"),
+        "max_requests": 100,
+        "max_duration_s": 5,
+    }
+    code, out = run_module(capsys, args, check_mode=True)
+    assert code == 0 and out["changed"] and out["plan"]["resolved"]["router"] == ["127.0.0.1", server.port]
+    assert not (tmp_path / "t.jsonl").exists()
+    assert MemcacheClient(*server.spec).stats()["cmd_set"] == "0"
+    code, out = run_module(capsys, {**args, "router": {"address": "192.0.2.2", "port": 11213}})
+    assert code == 1 and "refusing" in out["msg"]
+    code, out = run_module(capsys, {**args, "max_duration_s": 0})
+    assert code == 1 and "max_duration_s" in out["msg"]
+    code, out = run_module(capsys, {**args, "rate_per_s": 1000})
+    assert code == 0 and out["requests"] == 100 and out["changed"]
