@@ -198,3 +198,11 @@ def test_bad_input_is_refused_before_anything_is_written(fleet):
         verifier.before(canaries=3)
     with pytest.raises(VerifyError, match="route_prefix"):
         FailoverVerifier(**{**fleet.topology(), "route_prefix": "eqiad"})
+
+
+def test_unprefixed_keys_take_the_routers_default_route(fleet):
+    verifier = FailoverVerifier(**{**fleet.topology(), "route_prefix": ""})
+    result, state = verifier.before(canaries=CANARIES)
+    assert result["ok"], result["violations"]
+    assert state["canaries"][0]["key"].startswith("mcfleet-canary-")
+    verifier.close()

@@ -128,8 +128,11 @@ class FailoverVerifier:
         dry_run: bool = False,
         poll_interval_s: float = 0.2,
     ):
-        if not route_prefix.startswith("/") or not route_prefix.endswith("/"):
-            raise VerifyError(f"route_prefix must look like /<dc>/<cluster>/, got {route_prefix!r}")
+        # "" sends unprefixed keys, which a router hands to its default (local) route.
+        if route_prefix and not (route_prefix.startswith("/") and route_prefix.endswith("/")):
+            raise VerifyError(
+                f"route_prefix must look like /<dc>/<cluster>/ (or be empty), got {route_prefix!r}"
+            )
         self.router = _servers([router], timeout_s, "router")[0]
         self.shards = _servers(shards, timeout_s, "shards")
         self.gutter = _servers(gutter, timeout_s, "gutter")

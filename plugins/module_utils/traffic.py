@@ -90,8 +90,8 @@ def plan_problems(plan: dict) -> list[str]:
     if not 1 <= plan.get("value_bytes", 0) <= 1_000_000:
         problems.append(f"value_bytes must be in [1, 1000000], got {plan.get('value_bytes')!r}")
     prefix = plan.get("route_prefix", "")
-    if not (prefix.startswith("/") and prefix.endswith("/")):
-        problems.append(f"route_prefix must look like /<dc>/<cluster>/, got {prefix!r}")
+    if prefix and not (prefix.startswith("/") and prefix.endswith("/")):
+        problems.append(f"route_prefix must look like /<dc>/<cluster>/ (or be empty), got {prefix!r}")
     return problems
 
 

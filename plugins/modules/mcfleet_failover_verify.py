@@ -57,7 +57,9 @@ options:
         type: int
         required: true
   route_prefix:
-    description: The datacentre's routing prefix, for example C(/eqiad/mw/). The router strips it.
+    description:
+      - The datacentre's routing prefix, for example C(/eqiad/mw/). The router strips it.
+      - Empty sends unprefixed keys, which the router hands to its default (local) route.
     type: str
     required: true
   shards:
