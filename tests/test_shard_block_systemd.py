@@ -65,20 +65,22 @@ def wait_for_systemd(timeout_s=60):
 
 
 def shard_block(*args, check_mode=False):
-    """Run the module through Ansible; returns its result (one-line output parsed)."""
+    """Run the module through Ansible, as a playbook task would; returns its result."""
     argv = [str(REPO / ".venv/bin/ansible"), "all", "-i", f"{CONTAINER},", "-c", "containers.podman.podman"]
-    argv += ["-m", "mcfleet_shard_block", "-a", " ".join(args), "-o"]
+    argv += ["-m", "mcfleet_shard_block", "-a", " ".join(args)]
     if check_mode:
         argv.append("--check")
-    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg")}
+    env = {
+        **os.environ,
+        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+        "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
+        "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
+    }
     done = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True)
-    line = next((line for line in done.stdout.splitlines() if line.startswith(f"{CONTAINER} | ")), None)
-    assert line, f"no module result: {done.stdout}{done.stderr}"
-    status, result = line.split(" | ", 1)[1].split(" => ", 1)
-    result = json.loads(result)
-    # The one-line callback shows failure only in the status word.
-    result.setdefault("failed", status.startswith("FAILED"))
-    return result
+    assert "{" in done.stdout, f"no module result: {done.stdout}{done.stderr}"
+    # Other enabled callbacks (profile_tasks) print around the JSON document.
+    report, _ = json.JSONDecoder().raw_decode(done.stdout[done.stdout.index("{") :])
+    return report["plays"][0]["tasks"][0]["hosts"][CONTAINER]
 
 
 def drill_rules(binary="iptables"):

@@ -22,7 +22,7 @@ import shlex
 import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 
 DEFAULT_CHAIN = "MCFLEET-DRILL"
 DEFAULT_STATE_DIR = "/run/mcfleet"
@@ -410,7 +410,8 @@ def make_record(request, backend, paths, rollback_after_s, now=None):
 
 
 def iso_utc(epoch):
-    return datetime.fromtimestamp(epoch, tz=UTC).isoformat(timespec="seconds")
+    # timezone.utc, not datetime.UTC: bullseye hosts run this with Python 3.9.
+    return datetime.fromtimestamp(epoch, tz=timezone.utc).isoformat(timespec="seconds")  # noqa: UP017
 
 
 class SystemdRollbackTimer:
