@@ -26,6 +26,8 @@ lab-destroy:
 test:
 	lab/bootstrap.sh $(TEST_SUITES)
 	$(MAKE) --no-print-directory lint unit molecule
+	@# pytest's summary again, last, so it is the line a reader (or CI) sees.
+	@tail -n 1 .cache/pytest-summary.txt
 
 lint:
 	ruff check .
@@ -33,7 +35,8 @@ lint:
 	ansible-lint --profile production
 
 unit:
-	pytest -q tests
+	@mkdir -p .cache
+	set -o pipefail; pytest -q tests 2>&1 | tee .cache/pytest-summary.txt
 
 molecule:
 	molecule test --all
