@@ -32,6 +32,13 @@ if systemctl is-enabled memcached >/dev/null 2>&1; then
   systemctl disable --now memcached >/dev/null 2>&1 || true
 fi
 
+# Each systemd container takes several inotify instances; at the default 128 a lab
+# plus a Molecule scenario start containers that exit at once without a word.
+if [ "$(cat /proc/sys/fs/inotify/max_user_instances)" -lt 1024 ]; then
+  say "raising fs.inotify.max_user_instances to 1024 for systemd containers"
+  sysctl -qw fs.inotify.max_user_instances=1024
+fi
+
 venv="$repo/.venv"
 stamp="$venv/.requirements.sha256"
 want=$(sha256sum "$repo/requirements.txt" | cut -d' ' -f1)
