@@ -96,6 +96,7 @@ def main():
         result = probe_udp(host, port)
     else:
         result = probe_tcp(host, port, "--tls" in sys.argv, "--connect-only" in sys.argv)
+    result["prober"] = socket.gethostname()
     print(json.dumps(result, sort_keys=True))
 
 
