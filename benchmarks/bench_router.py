@@ -5,6 +5,8 @@ memcached shard: THREADS clients, each with its own connection, each doing OPS r
 alternating `set` and `get` of its own keys, one request in flight per connection (the
 way a PHP app server talks to its local router). Keys through the router carry the
 routing prefix; the direct run uses the stripped keys, as the router stores them.
+Gets are meta `mg KEY v` by default, as our clients read through memcached's proxy
+(its text get replies name the stripped key); `--read-protocol text` for mcrouter.
 
     .venv/bin/python benchmarks/bench_router.py --router 10.89.215.15:11213 \\
         --direct 10.89.215.11:11211 --prefix /eqiad/mw/
@@ -21,10 +23,11 @@ import time
 TIMEOUT_S = 5.0
 
 
-class TextClient:
-    """The memcached text protocol over one socket; replies are checked, keys not echoed."""
+class BenchClient:
+    """set, and text or meta get, over one socket; replies are checked, keys not echoed."""
 
-    def __init__(self, address):
+    def __init__(self, address, read_protocol):
+        self.read_protocol = read_protocol
         host, port = address.rsplit(":", 1)
         self.sock = socket.create_connection((host, int(port)), timeout=TIMEOUT_S)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -44,27 +47,29 @@ class TextClient:
         return self._read_until(b"\r\n") == b"STORED\r\n"
 
     def get(self, key):
-        self.sock.sendall(b"get %s\r\n" % key)
+        meta = self.read_protocol == "meta"
+        self.sock.sendall((b"mg %s v\r\n" if meta else b"get %s\r\n") % key)
         reply = self._read_until(b"\r\n")
-        if reply == b"END\r\n":
+        if reply == (b"EN\r\n" if meta else b"END\r\n"):
             return None
-        if not reply.startswith(b"VALUE "):
+        if not reply.startswith(b"VA " if meta else b"VALUE "):
             raise ConnectionError(f"unexpected reply {reply!r}")
-        length = int(reply.split()[3])
+        length = int(reply.split()[1 if meta else 3])
         while len(self.buffer) < length + 2:
             chunk = self.sock.recv(65536)
             if not chunk:
                 raise ConnectionError("connection closed")
             self.buffer += chunk
         value, self.buffer = self.buffer[:length], self.buffer[length + 2 :]
-        self._read_until(b"END\r\n")
+        if not meta:
+            self._read_until(b"END\r\n")
         return value
 
     def close(self):
         self.sock.close()
 
 
-def run(address, prefix, threads, ops, value_size, max_seconds):
+def run(address, prefix, threads, ops, value_size, max_seconds, read_protocol):
     """Requests per second of `threads` clients doing `ops` requests each, and their errors."""
     value = b"x" * value_size
     counts = [0] * threads
@@ -72,7 +77,7 @@ def run(address, prefix, threads, ops, value_size, max_seconds):
     deadline = time.monotonic() + max_seconds
 
     def worker(index):
-        client = TextClient(address)
+        client = BenchClient(address, read_protocol)
         try:
             for i in range(ops // 2):
                 if time.monotonic() > deadline:
@@ -114,14 +119,17 @@ def main(argv=None):
     parser.add_argument("--ops", type=int, default=20000, help="requests per client")
     parser.add_argument("--value-size", type=int, default=100)
     parser.add_argument("--max-seconds", type=float, default=60.0, help="stop each run after this")
+    parser.add_argument("--read-protocol", choices=("meta", "text"), default="meta", help="how gets are sent")
     args = parser.parse_args(argv)
-    direct = run(args.direct, "", args.threads, args.ops, args.value_size, args.max_seconds)
-    router = run(args.router, args.prefix, args.threads, args.ops, args.value_size, args.max_seconds)
+    workload = (args.threads, args.ops, args.value_size, args.max_seconds, args.read_protocol)
+    direct = run(args.direct, "", *workload)
+    router = run(args.router, args.prefix, *workload)
     result = {
         "workload": {
             "threads": args.threads,
             "requests_per_client": args.ops,
             "mix": "set/get alternating, 1 in flight per connection",
+            "read_protocol": args.read_protocol,
             "value_bytes": args.value_size,
         },
         "direct": direct,

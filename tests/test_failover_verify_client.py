@@ -38,6 +38,26 @@ def test_round_trip_agrees_with_pymemcache(server):
     assert theirs.get("k2") is None
 
 
+def test_meta_reads_agree_with_text_reads(server):
+    """read_protocol="meta" (how we read through memcached's proxy) returns what text get does."""
+    text = MemcacheClient(*server.spec)
+    meta = MemcacheClient(*server.spec, read_protocol="meta")
+    keys = [f"meta-{i}" for i in range(50)]
+    for i, key in enumerate(keys[::2]):
+        assert text.set(key, b"\x00v\r\n" * i, flags=i)
+    assert meta.get_many([*keys, "meta-absent"]) == text.get_many(keys)
+    assert len(meta.get_many(keys)) == 25
+    assert meta.gets("meta-0") == text.gets("meta-0")
+    assert meta.get("meta-1") is None and meta.gets("meta-1") is None
+    # The same connection stays usable after a pipelined batch with misses in it.
+    assert meta.set("meta-after", "x") and meta.get("meta-after") == b"x"
+
+
+def test_unknown_read_protocol_is_refused():
+    with pytest.raises(ValueError, match="read_protocol"):
+        MemcacheClient("127.0.0.1", 11211, read_protocol="binary")
+
+
 def test_expiry_is_honoured(server):
     import time
 

@@ -5,6 +5,7 @@ runs two datacentres: eqiad with 3 shards, a gutter and a router; codfw with a s
 a gutter and primary/secondary proxies. The client is pymemcache on the host.
 """
 
+import json
 import os
 import shutil
 import socket
@@ -13,7 +14,11 @@ import time
 
 import pytest
 from ansible.module_utils import render_memcached_proxy
+from ansible.module_utils.failover_verify import FailoverVerifier
+from ansible.module_utils.memcache_client import MemcacheClient
 from ansible.module_utils.topology import build_topology
+from ansible.module_utils.traffic import default_plan
+from ansible.module_utils.traffic import run as run_traffic
 from pymemcache.client.base import Client
 
 IMAGE = "localhost/mcfleet-debian:trixie"
@@ -154,12 +159,90 @@ def test_keys_are_sharded_and_stored_without_the_routing_prefix(fleet):
     assert router.get(keys[0]) == b"v"
 
 
-def test_prefixed_text_get_answers_with_the_stored_key(fleet):
-    """Known proxy limitation: VALUE echoes the stripped key (mcrouter echoes the one asked)."""
-    client("mw1001", 11213).set("/eqiad/mw/echo", b"e", noreply=False)
+def test_prefixed_keys_read_through_the_proxy_only_with_meta_get(fleet):
+    """The 1.6.38 proxy's limitation, and how our clients read around it.
+
+    route_mcfleet_prefix strips /eqiad/mw/ with r:ltrimkey(), so the shard stores `echo`
+    (as mcrouter would) and its text reply names `echo` too: the proxy forwards it as is,
+    and its Lua API cannot rewrite it (mcrouter answers with the key asked for). Clients
+    that match text replies by key, pymemcache and PHP's among them, cannot read prefixed
+    keys through it. A meta get reply names no key unless `k` is asked, so mg reads them.
+    """
     address = HOSTS["mw1001"][2]
+    text = client("mw1001", 11213)
+    assert text.set("/eqiad/mw/echo", b"e", noreply=False)
+    assert text.set("/eqiad/mw/echo2", b"ee", noreply=False)
+
     assert raw(address, 11213, b"get /eqiad/mw/echo\r\n") == b"VALUE echo 0 1\r\ne\r\nEND\r\n"
+    assert raw(address, 11213, b"gets /eqiad/mw/echo\r\n").startswith(b"VALUE echo 0 1 ")
+    assert raw(address, 11213, b"get /eqiad/mw/echo /eqiad/mw/echo2\r\n") == (
+        b"VALUE echo 0 1\r\ne\r\nVALUE echo2 0 2\r\nee\r\nEND\r\n"
+    )
+    with pytest.raises(KeyError):
+        text.get("/eqiad/mw/echo")
+
     assert raw(address, 11213, b"mg /eqiad/mw/echo v\r\n") == b"VA 1\r\ne\r\n"
+    assert raw(address, 11213, b"mg /eqiad/mw/echo v k\r\n") == b"VA 1 kecho\r\ne\r\n"
+    with MemcacheClient(address, 11213, read_protocol="meta") as meta:
+        assert meta.get_many(["/eqiad/mw/echo", "/eqiad/mw/nothing", "/eqiad/mw/echo2"]) == {
+            "/eqiad/mw/echo": b"e",
+            "/eqiad/mw/echo2": b"ee",
+        }
+        value, cas = meta.gets("/eqiad/mw/echo")
+        assert value == b"e"
+        shard_cas = [int(c.gets("echo")[1]) for c in map(client, SHARDS) if c.get("echo") is not None]
+        assert shard_cas == [cas]
+
+
+@pytest.mark.parametrize(("engine", "outcome_after_a_set"), [("memcached_proxy", "ok"), ("mcrouter", "miss")])
+def test_traffic_reads_prefixed_keys_through_the_proxy_with_its_engines_protocol(
+    fleet, tmp_path, engine, outcome_after_a_set
+):
+    """mcfleet_traffic told the proxy's engine reads with mg and hits; with mcrouter's text
+    get every read of a key it has written comes back as a miss (the reply names another key)."""
+    router = {"address": HOSTS["mw1001"][2], "port": 11213, "engine": engine}
+    plan = default_plan(
+        router=router,
+        run_id=f"engine-{engine}",
+        key_count=10,
+        set_ratio=0.5,
+        rate_per_s=400,
+        max_requests=400,
+        max_duration_s=5,
+        timeline=str(tmp_path / "traffic.jsonl"),
+        seed=3,
+    )
+    summary = run_traffic(plan)
+    assert summary["client_errors"] == 0
+    written, outcomes = set(), []
+    with open(summary["timeline"]) as timeline:
+        for line in timeline:
+            request = json.loads(line)
+            if request["kind"] != "req":
+                continue
+            if request["op"] == "set":
+                written.add(request["k"])
+            elif request["k"] in written:
+                outcomes.append(request["r"])
+    assert len(outcomes) > 50
+    assert set(outcomes) == {outcome_after_a_set}
+
+
+def test_failover_verifier_reads_its_prefixed_canaries_through_the_proxy(fleet):
+    """The verifier takes the read protocol from the router's engine in the model."""
+    eqiad = fleet["datacentres"]["eqiad"]
+    verifier = FailoverVerifier(
+        router={"host": "mw1001", **fleet["routers"]["mw1001"]},
+        shards=eqiad["main"],
+        gutter=eqiad["gutter"],
+        route_prefix=eqiad["route_prefix"],
+    )
+    try:
+        result, state = verifier.before(canaries=30)
+    finally:
+        verifier.close()
+    assert result["ok"], result["violations"]
+    assert state["canaries"][0]["key"].startswith("mcfleet-canary-")
 
 
 def test_broadcast_and_remote_prefixes(fleet):
@@ -202,6 +285,9 @@ def test_failed_shard_fails_over_to_the_gutter_with_the_gutter_ttl(fleet):
     assert errors == 0
     assert all(gutter.get(key) == b"new" for key in victim_keys)
     assert all(router.get(key) == b"new" for key in victim_keys)
+    with MemcacheClient(HOSTS["mw1001"][2], 11213, read_protocol="meta") as meta:
+        prefixed = meta.get_many([f"/eqiad/mw/{key}" for key in victim_keys])
+    assert prefixed == {f"/eqiad/mw/{key}": b"new" for key in victim_keys}
     ttl_reply = raw(HOSTS["mc-gp1001"][2], 11211, f"mg {victim_keys[0]} t\r\n".encode())
     assert ttl_reply.startswith(b"HD t")
     assert 0 < int(ttl_reply.split(b"t")[-1]) <= GUTTER_TTL_S

@@ -75,6 +75,21 @@ def test_bounds_are_mandatory_and_capped():
     assert len(problems) == 4
     assert any(p.startswith("max_requests") for p in problems)
     assert any(p.startswith("max_duration_s") and "3600" in p for p in problems)
+    unknown_engine = default_plan(router={"address": "127.0.0.1", "port": 1, "engine": "twemproxy"})
+    assert any("router engine" in p and "twemproxy" in p for p in plan_problems(unknown_engine))
+
+
+def test_gets_through_a_memcached_proxy_router_use_meta_and_hit(server, tmp_path):
+    endpoint = {"address": "127.0.0.1", "port": server.port}
+    before = int(MemcacheClient(*server.spec).stats()["cmd_get"])
+    plan = plan_for(server, tmp_path, router={**endpoint, "engine": "memcached_proxy"}, max_duration_s=1.0)
+    summary = run(plan)
+    assert summary["client_errors"] == 0
+    requests = load_timeline(summary["timeline"])["requests"]
+    gets = [r for r in requests if r["op"] == "get"]
+    assert any(r["r"] == "ok" for r in gets)
+    # One request per get reached memcached: memcached counts an mg as one cmd_get.
+    assert int(MemcacheClient(*server.spec).stats()["cmd_get"]) - before == len(gets)
 
 
 def test_paced_run_records_every_request_and_gutter_hits(server, tmp_path):

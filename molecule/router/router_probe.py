@@ -15,8 +15,14 @@ import json
 import socket
 import sys
 import time
+from pathlib import Path
 
 from pymemcache.client.base import Client
+
+# The project's own client reads through the router in the protocol its engine answers
+# correctly (meta through memcached's proxy: its text get replies carry the stripped key).
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "plugins" / "module_utils"))
+from memcache_client import READ_PROTOCOLS, MemcacheClient, MemcacheError
 
 TIMEOUT_S = 2.0
 BATCH = 100
@@ -75,15 +81,16 @@ def write_through(router, prefix, keys, value_of, expire=0):
 
 def read_through(router, prefix, keys):
     """{key: value or None} read through the router one key at a time, and the keys that errored."""
-    with_client = client(router)
+    with_client = MemcacheClient(
+        router["address"], router["port"], timeout_s=TIMEOUT_S, read_protocol=READ_PROTOCOLS[router["engine"]]
+    )
     values, errors = {}, []
     for key in keys:
         try:
             value = with_client.get(prefix + key)
             values[key] = value.decode() if value is not None else None
-        except Exception:  # any client error is a failed read to report
+        except MemcacheError:  # the client has dropped the connection; the next get reconnects
             errors.append(key)
-            with_client.close()
     with_client.close()
     return values, errors
 

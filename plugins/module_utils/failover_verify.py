@@ -35,9 +35,9 @@ import time
 import uuid
 
 try:
-    from ansible.module_utils.memcache_client import MemcacheClient, MemcacheError
+    from ansible.module_utils.memcache_client import READ_PROTOCOLS, MemcacheClient, MemcacheError
 except ImportError:  # run from a checkout without Ansible's module_utils path
-    from module_utils.memcache_client import MemcacheClient, MemcacheError
+    from module_utils.memcache_client import READ_PROTOCOLS, MemcacheClient, MemcacheError
 
 PHASES = ("before", "during", "after")
 REJOIN_POLICIES = ("flush", "keep")
@@ -80,11 +80,11 @@ def _batches(items: list, size: int = BATCH):
 class Server:
     """One memcached-protocol endpoint: a shard, a gutter server or the router."""
 
-    def __init__(self, host: str, address: str, port: int, timeout_s: float):
+    def __init__(self, host: str, address: str, port: int, timeout_s: float, read_protocol: str = "text"):
         self.host = host
         self.address = address
         self.port = int(port)
-        self.client = MemcacheClient(address, self.port, timeout_s=timeout_s)
+        self.client = MemcacheClient(address, self.port, timeout_s=timeout_s, read_protocol=read_protocol)
 
     def describe(self) -> str:
         return f"{self.host} ({self.address}:{self.port})"
@@ -105,7 +105,13 @@ def _servers(specs: list[dict], timeout_s: float, what: str) -> list[Server]:
         address = spec.get("address") or spec.get("host")
         if not address or not spec.get("port"):
             raise VerifyError(f"{what}: every server needs an address and a port, got {spec!r}")
-        servers.append(Server(str(spec.get("host") or address), str(address), int(spec["port"]), timeout_s))
+        # A router's engine decides how to read through it (memcache_client.READ_PROTOCOLS);
+        # shards and gutter servers are plain memcached and carry no engine.
+        engine = spec.get("engine") or "mcrouter"
+        if engine not in READ_PROTOCOLS:
+            raise VerifyError(f"{what}: engine must be one of {', '.join(READ_PROTOCOLS)}, got {engine!r}")
+        name = str(spec.get("host") or address)
+        servers.append(Server(name, str(address), int(spec["port"]), timeout_s, READ_PROTOCOLS[engine]))
     if not servers:
         raise VerifyError(f"{what}: no servers given")
     return servers

@@ -4,6 +4,14 @@ Modules run on target hosts where pymemcache is not installed, so the verifier, 
 traffic generator and the drill helpers speak the protocol themselves. Only the
 commands they need: get/gets (multi-key), set, delete, flush_all, stats, version.
 
+Reads through a router use the protocol its engine answers correctly (READ_PROTOCOLS):
+memcached's proxy (1.6.38) strips the routing prefix with `r:ltrimkey()`, and a text
+`get /eqiad/mw/foo` then answers `VALUE foo ...`, the stripped key, which no client can
+match to its request; its Lua API cannot rewrite that reply (response mutators cannot
+copy a value, responses expose no value). A meta get (`mg KEY v f`) carries no key in
+its reply, so it reads prefixed keys correctly. mcrouter speaks no meta protocol
+(facebook/mcrouter#335) and echoes the key as asked, so reads through it stay text.
+
 Every call has a timeout. After a timeout or a broken connection the socket is
 dropped, because the reply may still arrive later and would be read as the answer
 to the next request; the next call reconnects.
@@ -15,6 +23,8 @@ import contextlib
 import socket
 
 MAX_KEY_BYTES = 250
+# Read protocol per router engine (the topology model's `engine`); see the module docstring.
+READ_PROTOCOLS = {"mcrouter": "text", "memcached_proxy": "meta"}
 
 
 class MemcacheError(Exception):
@@ -41,9 +51,19 @@ def check_key(key: str) -> bytes:
 class MemcacheClient:
     """One connection to one memcached-protocol server (memcached, mcrouter, proxy)."""
 
-    def __init__(self, host: str, port: int, timeout_s: float = 2.0, connect_timeout_s: float | None = None):
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        timeout_s: float = 2.0,
+        connect_timeout_s: float | None = None,
+        read_protocol: str = "text",
+    ):
+        if read_protocol not in ("text", "meta"):
+            raise ValueError(f"read_protocol must be 'text' or 'meta', got {read_protocol!r}")
         self.host = host
         self.port = int(port)
+        self.read_protocol = read_protocol
         self.timeout_s = float(timeout_s)
         self.connect_timeout_s = float(connect_timeout_s if connect_timeout_s is not None else timeout_s)
         self._sock: socket.socket | None = None
@@ -144,19 +164,50 @@ class MemcacheClient:
             cas = int(parts[4]) if with_cas and len(parts) > 4 else None
             found[parts[1].decode()] = (data, int(parts[2]), cas)
 
+    def _meta_get_many(self, keys: list[str], with_cas: bool) -> dict[str, tuple[bytes, int, int | None]]:
+        """Pipelined `mg KEY v f [c] O<n>`: one reply per key, in order; the opaque
+        token O<n> proves each reply belongs to the n-th key (replies carry no key)."""
+        wanted = b"v f c" if with_cas else b"v f"
+        payload = b"".join(b"mg %s %s O%d\r\n" % (check_key(k), wanted, n) for n, k in enumerate(keys))
+
+        def read_replies() -> dict[str, tuple[bytes, int, int | None]]:
+            found: dict[str, tuple[bytes, int, int | None]] = {}
+            for n, key in enumerate(keys):
+                line = self._readline()
+                self._raise_for_error(line)
+                parts = line.split()
+                if not parts or parts[0] not in (b"VA", b"EN"):
+                    raise MemcacheError(f"unexpected reply to mg: {line[:80]!r}")
+                tokens = {t[:1]: t[1:] for t in parts[2 if parts[0] == b"VA" else 1 :]}
+                if tokens.get(b"O", b"%d" % n) != b"%d" % n:
+                    raise MemcacheError(f"reply out of order: {line[:80]!r} for key #{n}")
+                if parts[0] == b"EN":
+                    continue
+                data = self._readexact(int(parts[1]) + 2)[:-2]
+                cas = int(tokens[b"c"]) if with_cas and b"c" in tokens else None
+                found[key] = (data, int(tokens.get(b"f") or 0), cas)
+            return found
+
+        return self._request(payload, read_replies)
+
+    def _get_values(self, keys: list[str], with_cas: bool) -> dict[str, tuple[bytes, int, int | None]]:
+        if self.read_protocol == "meta":
+            return self._meta_get_many(keys, with_cas)
+        command = b"gets " if with_cas else b"get "
+        raw = b" ".join(check_key(k) for k in keys)
+        return self._request(command + raw + b"\r\n", lambda: self._read_values(with_cas))
+
     def get_many(self, keys: list[str]) -> dict[str, bytes]:
         """Values of the keys that hit; misses are absent from the result."""
         if not keys:
             return {}
-        raw = b" ".join(check_key(k) for k in keys)
-        found = self._request(b"get " + raw + b"\r\n", lambda: self._read_values(False))
-        return {k: v[0] for k, v in found.items()}
+        return {k: v[0] for k, v in self._get_values(keys, False).items()}
 
     def get(self, key: str) -> bytes | None:
         return self.get_many([key]).get(key)
 
     def gets(self, key: str) -> tuple[bytes, int] | None:
-        found = self._request(b"gets " + check_key(key) + b"\r\n", lambda: self._read_values(True))
+        found = self._get_values([key], True)
         if key not in found:
             return None
         data, _flags, cas = found[key]

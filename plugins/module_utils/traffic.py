@@ -31,9 +31,14 @@ import socket
 import time
 
 try:
-    from ansible.module_utils.memcache_client import MemcacheClient, MemcacheError, MemcacheTimeout
+    from ansible.module_utils.memcache_client import (
+        READ_PROTOCOLS,
+        MemcacheClient,
+        MemcacheError,
+        MemcacheTimeout,
+    )
 except ImportError:  # run as a script from a checkout
-    from memcache_client import MemcacheClient, MemcacheError, MemcacheTimeout
+    from memcache_client import READ_PROTOCOLS, MemcacheClient, MemcacheError, MemcacheTimeout
 
 LOOPBACK_NETWORKS = ("127.0.0.0/8", "::1/128")
 MAX_DURATION_S = 3600
@@ -89,6 +94,9 @@ def plan_problems(plan: dict) -> list[str]:
         problems.append(f"set_ratio must be in [0, 1], got {plan.get('set_ratio')!r}")
     if not 1 <= plan.get("value_bytes", 0) <= 1_000_000:
         problems.append(f"value_bytes must be in [1, 1000000], got {plan.get('value_bytes')!r}")
+    engine = (plan.get("router") or {}).get("engine") or "mcrouter"
+    if engine not in READ_PROTOCOLS:
+        problems.append(f"router engine must be one of {', '.join(READ_PROTOCOLS)}, got {engine!r}")
     prefix = plan.get("route_prefix", "")
     if prefix and not (prefix.startswith("/") and prefix.endswith("/")):
         problems.append(f"route_prefix must look like /<dc>/<cluster>/ (or be empty), got {prefix!r}")
@@ -97,7 +105,7 @@ def plan_problems(plan: dict) -> list[str]:
 
 def default_plan(**overrides) -> dict:
     plan = {
-        "router": None,  # {"address": ..., "port": ...}
+        "router": None,  # {"address": ..., "port": ..., "engine": "mcrouter"|"memcached_proxy"}
         "route_prefix": "/eqiad/mw/",
         "gutter": [],  # [{"address": ..., "port": ...}]
         "run_id": time.strftime("%Y%m%dT%H%M%S"),
@@ -157,7 +165,9 @@ def run(plan: dict) -> dict:
     """Sends the traffic and writes the timeline; returns a summary. Always bounded."""
     targets = check_plan(plan)
     rng = random.Random(plan.get("seed"))
-    router = MemcacheClient(*targets["router"], timeout_s=plan["timeout_s"])
+    # Gets through the router in the protocol its engine answers with the key asked for.
+    read_protocol = READ_PROTOCOLS[plan["router"].get("engine") or "mcrouter"]
+    router = MemcacheClient(*targets["router"], timeout_s=plan["timeout_s"], read_protocol=read_protocol)
     gutter = [MemcacheClient(*g, timeout_s=plan["timeout_s"]) for g in targets["gutter"]]
     prefix = plan["route_prefix"]
     keys = [f"{prefix}mcfleet-traffic-{plan['run_id']}-{i}" for i in range(plan["key_count"])]
@@ -336,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description="Bounded traffic through a memcached router (lab only).")
     parser.add_argument("--router", required=True, help="ADDRESS:PORT of the router")
+    parser.add_argument("--router-engine", choices=sorted(READ_PROTOCOLS), default="mcrouter")
     parser.add_argument("--route-prefix", default="/eqiad/mw/")
     parser.add_argument("--gutter", action="append", default=[], help="ADDRESS:PORT, repeatable")
     parser.add_argument("--timeline", required=True)
@@ -353,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         return {"address": address.strip("[]"), "port": int(port)}
 
     plan = default_plan(
-        router=server(args.router),
+        router={**server(args.router), "engine": args.router_engine},
         route_prefix=args.route_prefix,
         gutter=[server(g) for g in args.gutter],
         timeline=args.timeline,

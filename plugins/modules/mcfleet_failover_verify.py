@@ -56,6 +56,15 @@ options:
         description: Router port (11213 in the lab and in production).
         type: int
         required: true
+      engine:
+        description:
+          - The router's engine, as the topology model names it. It decides how canaries are
+            read through the router. C(memcached_proxy) answers a text C(get) of a prefixed key
+            with the stripped key, so reads through it use meta C(mg), whose reply carries no
+            key; mcrouter has no meta protocol, so reads through it use text C(get).
+        type: str
+        choices: [mcrouter, memcached_proxy]
+        default: mcrouter
   route_prefix:
     description:
       - The datacentre's routing prefix, for example C(/eqiad/mw/). The router strips it.
@@ -325,6 +334,11 @@ def main() -> None:
                     "host": {"type": "str"},
                     "address": {"type": "str", "required": True},
                     "port": {"type": "int", "required": True},
+                    "engine": {
+                        "type": "str",
+                        "choices": ["mcrouter", "memcached_proxy"],
+                        "default": "mcrouter",
+                    },
                 },
             },
             "route_prefix": {"type": "str", "required": True},

@@ -37,6 +37,14 @@ options:
         description: Router port.
         type: int
         required: true
+      engine:
+        description:
+          - The router's engine, as the topology model names it. Gets through
+            C(memcached_proxy) use meta C(mg) (its text C(get) reply carries the stripped key);
+            gets through mcrouter, which has no meta protocol, use text C(get).
+        type: str
+        choices: [mcrouter, memcached_proxy]
+        default: mcrouter
   route_prefix:
     description: Routing prefix of the keys, for example C(/eqiad/mw/).
     type: str
@@ -111,7 +119,7 @@ attributes:
 EXAMPLES = r"""
 - name: Start client traffic through mw1001 for the whole drill
   mcfleet_traffic:
-    router: {address: 10.89.213.15, port: 11213}
+    router: {address: 10.89.213.15, port: 11213, engine: memcached_proxy}
     route_prefix: /eqiad/mw/
     gutter: "{{ topology.datacentres.eqiad.gutter }}"
     timeline: "{{ drill_dir }}/traffic.jsonl"
@@ -177,6 +185,11 @@ def main() -> None:
                 "options": {
                     "address": {"type": "str", "required": True},
                     "port": {"type": "int", "required": True},
+                    "engine": {
+                        "type": "str",
+                        "choices": ["mcrouter", "memcached_proxy"],
+                        "default": "mcrouter",
+                    },
                 },
             },
             "route_prefix": {"type": "str", "default": "/eqiad/mw/"},
