@@ -144,8 +144,11 @@ def block(run_module, **params):
 
 
 def test_block_every_client_then_unblock(shard_ns, run_module, timer):
+    started = time.time()
     result = block(run_module)
     assert result["changed"] is True
+    # When the rules went in, for the drill's timeline: during the call, after the timer.
+    assert started < result["applied_at"] < time.time()
     assert result["backend"] == "nf_tables"
     assert result["families"] == ["ipv4", "ipv6"]
     for binary in ("iptables", "ip6tables"):
@@ -166,10 +169,12 @@ def test_block_every_client_then_unblock(shard_ns, run_module, timer):
 
     again = block(run_module)
     assert again["changed"] is False
+    assert again["applied_at"] is None
     assert again["rules"] == result["rules"]
 
     lifted = run_module(state="absent")
     assert lifted["changed"] is True
+    assert result["applied_at"] < lifted["applied_at"] < time.time()
     assert lifted["families"] == []
     assert not timer.armed
     for binary in ("iptables", "ip6tables"):

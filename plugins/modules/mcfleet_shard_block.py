@@ -148,6 +148,13 @@ conntrack_deleted:
   returned: always
   type: int
   sample: 3
+applied_at:
+  description:
+    - Unix time (float) right after this call changed the rules (block applied or lifted), for
+      drill timelines; null when nothing changed or in check mode.
+  returned: always
+  type: float
+  sample: 1735732800.123
 record:
   description: Path of the state record (backend, timer, expiry) the rollback relies on.
   returned: always
@@ -156,6 +163,7 @@ record:
 """
 
 import os
+import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.shard_block import (
@@ -267,9 +275,10 @@ class ShardBlockModule:
             "expires_at": record.get("expires_at") if record else None,
         }
 
-    def result(self, changed, listings, armed, before=None, conntrack_deleted=0):
+    def result(self, changed, listings, armed, before=None, conntrack_deleted=0, applied_at=None):
         result = {
             "changed": changed,
+            "applied_at": applied_at,
             "backend": self.backend,
             "families": [family for family in FAMILIES if listings.get(family)],
             "rules": {family: listings.get(family, []) for family in FAMILIES},
@@ -334,10 +343,11 @@ class ShardBlockModule:
                     f"the timer {self.paths.timer_unit} will lift it"
                 ) from None
             raise
+        applied_at = time.time()
         deleted = 0
         if conntrack:
             deleted = delete_conntrack_entries(self.runner, conntrack, request, request.families() - missing)
-        return self.result(True, self.listings(self.read()), True, before, deleted)
+        return self.result(True, self.listings(self.read()), True, before, deleted, applied_at)
 
     def remove_all(self):
         states = self.read()
@@ -358,9 +368,10 @@ class ShardBlockModule:
             return self.result(True, {}, False, before)
         # Rules first: if removal fails, the armed timer is still there to retry it.
         self.remove_all()
+        applied_at = time.time()
         self.timer.disarm(self.paths.timer_unit)
         self.forget()
-        return self.result(True, self.listings(self.read()), False, before)
+        return self.result(True, self.listings(self.read()), False, before, applied_at=applied_at)
 
     def forget(self):
         if self.module.check_mode:
