@@ -79,7 +79,8 @@ def test_figures_follow_the_timeline(tmp_path):
     hits, misses = (21 - 11) * 40 - 0, (21 - 10) * 10 - 0
     assert report["gutter_hit_ratio"] == round(hits / (hits + misses), 4)
     assert report["stale_after_rejoin"] == 3 and report["rules_left"] == 0 and report["ok"]
-    assert report["timestamps"]["readmitted_at"].startswith("2027-01-15T08:00:23")
+    # ISO 8601 in UTC with milliseconds, the fraction before the "Z".
+    assert report["timestamps"]["readmitted_at"] == "2027-01-15T08:00:23.000Z"
     assert len(rows) == 31 and rows[12]["timeouts"] == 0 and rows[11]["timeouts"] == 10
     assert rows[5]["p50_ms"] == statistics.median([1.0] * 10)
 

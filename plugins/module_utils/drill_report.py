@@ -23,7 +23,11 @@ REPORT_FORMAT = 1
 
 
 def _iso(ts: float | None) -> str | None:
-    return None if ts is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts)) + f"{ts % 1:.3f}"[1:]
+    # ISO 8601 with milliseconds: the fraction goes before the zone designator.
+    if ts is None:
+        return None
+    seconds, millis = divmod(round(ts * 1000), 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
 
 
 def _window(requests: list[dict], start: float | None, end: float | None) -> list[dict]:
