@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+"""The controller dies mid-drill: start playbooks/failover_drill.yml, SIGKILL its whole
+process group as soon as the drill chain is on the shard, then watch the shard until its
+own rollback timer has removed every drill rule. Prints one JSON object.
+
+Only `podman exec` into the scenario's shard container and the drill playbook are run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime
+
+SAVERS = ("iptables-save", "ip6tables-save", "iptables-legacy-save", "ip6tables-legacy-save")
+
+
+def shard_rules(container: str, chain: str) -> list[str]:
+    """Every line of every iptables backend and family on the shard that names the chain."""
+    script = "; ".join(f"command -v {s} >/dev/null && {s} 2>/dev/null" for s in SAVERS) + "; true"
+    out = subprocess.run(
+        ["podman", "exec", container, "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    return [line for line in out.splitlines() if chain in line]
+
+
+def shard_file(container: str, path: str) -> str | None:
+    run = subprocess.run(
+        ["podman", "exec", container, "cat", path], capture_output=True, text=True, timeout=60
+    )
+    return run.stdout if run.returncode == 0 else None
+
+
+def timer_active(container: str, unit: str) -> bool:
+    run = subprocess.run(
+        ["podman", "exec", container, "systemctl", "is-active", f"{unit}.timer"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return run.stdout.strip() == "active"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--container", required=True, help="the shard's container")
+    parser.add_argument("--log", required=True, help="where the killed playbook's output goes")
+    parser.add_argument("--work-dir", required=True, help="the drill's drill_work_dir")
+    parser.add_argument("--chain", default="MCFLEET-DRILL")
+    parser.add_argument("--record", default="/run/mcfleet/mcfleet-drill.json")
+    parser.add_argument("--block-timeout", type=float, default=240)
+    parser.add_argument("--lift-slack", type=float, default=30, help="watch this long past the expiry")
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="-- ansible-playbook ...")
+    args = parser.parse_args()
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+
+    result: dict = {"command": command}
+    started = time.time()
+    with open(args.log, "wb") as log:
+        # Its own session, so the kill takes ansible-playbook and its workers at once,
+        # like a controller that lost power.
+        drill = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        while not shard_rules(args.container, args.chain):
+            if drill.poll() is not None:
+                result["error"] = f"the drill exited (rc {drill.returncode}) before the block was seen"
+                print(json.dumps(result))
+                return 1
+            if time.time() - started > args.block_timeout:
+                result["error"] = f"no {args.chain} rule on {args.container} within {args.block_timeout} s"
+                print(json.dumps(result))
+                return 1
+            time.sleep(0.2)
+        result["block_seen_after_start_s"] = round(time.time() - started, 3)
+    finally:
+        if drill.poll() is None:
+            os.killpg(drill.pid, signal.SIGKILL)
+    killed_at = time.time()
+    drill.wait()
+    result["killed"] = drill.returncode == -signal.SIGKILL
+    result["rules_at_kill"] = shard_rules(args.container, args.chain)
+    record_text = shard_file(args.container, args.record)
+    record = json.loads(record_text) if record_text else {}
+    expires_at = datetime.fromisoformat(record["expires_at"]).timestamp() if record else None
+    result["rollback_after_s"] = record.get("rollback_after_s")
+    result["timer_unit"] = record.get("timer_unit")
+    result["timer_active_after_kill"] = bool(record) and timer_active(args.container, record["timer_unit"])
+
+    # The traffic generator ran detached (async) and is bounded; end it now so the next
+    # drill has the router to itself. This does not touch the shard.
+    for drill_dir in pathlib.Path(args.work_dir).iterdir():
+        if drill_dir.is_dir():
+            (drill_dir / "traffic.stop").touch()
+
+    deadline = (expires_at or killed_at) + args.lift_slack
+    rules = result["rules_at_kill"]
+    while rules and time.time() < deadline:
+        time.sleep(0.5)
+        rules = shard_rules(args.container, args.chain)
+    cleared_at = time.time()
+    result.update(
+        rules_left=len(rules),
+        rules_left_lines=rules,
+        cleared_after_kill_s=round(cleared_at - killed_at, 3) if not rules else None,
+        # Seconds between the timer's stated expiry (whole seconds, from the record) and the
+        # moment the watcher saw the rules gone; the watcher polls every ~0.5 s plus podman exec.
+        cleared_after_expiry_s=round(cleared_at - expires_at, 3) if expires_at and not rules else None,
+        timer_active_after_lift=bool(record) and timer_active(args.container, record["timer_unit"]),
+    )
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
