@@ -17,6 +17,9 @@ lab: bootstrap
 	ansible-playbook -i inventories/lab playbooks/lab_up.yml
 	ansible-playbook -i inventories/lab playbooks/site.yml
 	@lab/where.py
+	@# One reject-mode drill proves the lab fails over; it prints the report's path and figures.
+	ansible-playbook -i inventories/lab playbooks/failover_drill.yml \
+	  -e drill_shard=mc1001 -e drill_mode=reject -e rejoin_policy=flush
 
 lab-destroy:
 	@if [ -x $(VENV)/ansible-playbook ]; then \
