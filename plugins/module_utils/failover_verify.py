@@ -220,6 +220,16 @@ class FailoverVerifier:
             found.update(values)
         return found, down
 
+    @classmethod
+    def _count_lost(cls, canaries: list, through_router: dict) -> int:
+        """Acknowledged canaries the router no longer serves at their newest version."""
+        return sum(
+            1
+            for canary in canaries
+            if canary["acked"]
+            and cls._classify(canary, through_router.get(canary["key"])) in ("missing", "older")
+        )
+
     @staticmethod
     def _classify(canary: dict, value: bytes | None) -> str:
         """current | older | newer_unacked | missing | foreign, against the newest ack."""
@@ -298,12 +308,7 @@ class FailoverVerifier:
         timer = time.monotonic()
         keys = [c["key"] for c in state["canaries"]]
         through_router, result["read_errors"] = self._router_get_many(keys)
-        for canary in state["canaries"]:
-            if canary["acked"] and self._classify(canary, through_router.get(canary["key"])) in (
-                "missing",
-                "older",
-            ):
-                result["lost"] += 1
+        result["lost"] += self._count_lost(state["canaries"], through_router)
         result["timings_s"]["read_router"] = time.monotonic() - timer
 
         timer = time.monotonic()
@@ -432,12 +437,7 @@ class FailoverVerifier:
         timer = time.monotonic()
         keys = [c["key"] for c in updates + to_delete + elsewhere]
         through_router, result["read_errors"] = self._router_get_many(keys)
-        for canary in updates + elsewhere:
-            if canary["acked"] and self._classify(canary, through_router.get(canary["key"])) in (
-                "missing",
-                "older",
-            ):
-                result["lost"] += 1
+        result["lost"] += self._count_lost(updates + elsewhere, through_router)
         result["deleted_still_visible"] = sum(1 for c in to_delete if c["key"] in through_router)
         result["timings_s"]["read_router"] = time.monotonic() - timer
 
@@ -577,12 +577,7 @@ class FailoverVerifier:
             result["stale_after_rejoin"] += int(outcome == "older")
             result["missing_after_rejoin"] += int(outcome == "missing")
             result["current_after_rejoin"] += int(outcome in ("current", "newer_unacked"))
-        for canary in elsewhere:
-            if canary["acked"] and self._classify(canary, through_router.get(canary["key"])) in (
-                "missing",
-                "older",
-            ):
-                result["lost"] += 1
+        result["lost"] += self._count_lost(elsewhere, through_router)
         result["resurrected_deletes"] = sum(1 for c in deleted if c["key"] in through_router)
         result["timings_s"]["read_router"] = time.monotonic() - timer
 
