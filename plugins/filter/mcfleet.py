@@ -6,6 +6,7 @@ mcfleet: "{{ groups | mcfleet_topology(hostvars) }}"
 "{{ mcfleet | mcfleet_mcrouter_flags(inventory_hostname) }}"       list of mcrouter flags
 "{{ mcfleet | mcfleet_proxy_route_library }}"                      routelib extension (Lua)
 "{{ mcfleet | mcfleet_proxy_options(inventory_hostname, config_path, library_path) }}"
+"{{ mcfleet | mcfleet_drill_plan(groups['all'], shard=..., mode=..., ...) }}"   drill targets or refusals
 """
 
 from pathlib import Path
@@ -19,7 +20,7 @@ _MODULE_UTILS = str(Path(__file__).resolve().parent.parent / "module_utils")
 if _MODULE_UTILS not in ansible.module_utils.__path__:
     ansible.module_utils.__path__.append(_MODULE_UTILS)
 
-from ansible.module_utils import render_mcrouter, render_memcached_proxy  # noqa: E402
+from ansible.module_utils import drill_plan, render_mcrouter, render_memcached_proxy  # noqa: E402
 from ansible.module_utils.topology import TopologyError, build_topology  # noqa: E402
 
 CONFIG_NAMES = {"mcrouter": "mcrouter.json", "memcached_proxy": "memcached-proxy.lua"}
@@ -64,6 +65,10 @@ def mcfleet_proxy_options(model, host, config_path, library_path):
     return render_memcached_proxy.command_line_options(model, host, config_path, library_path)
 
 
+def mcfleet_drill_plan(model, inventory_hosts, **choices):
+    return drill_plan.plan_drill(model, inventory_hosts, **choices)
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -73,4 +78,5 @@ class FilterModule:
             "mcfleet_mcrouter_flags": mcfleet_mcrouter_flags,
             "mcfleet_proxy_route_library": mcfleet_proxy_route_library,
             "mcfleet_proxy_options": mcfleet_proxy_options,
+            "mcfleet_drill_plan": mcfleet_drill_plan,
         }

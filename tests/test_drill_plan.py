@@ -1,0 +1,76 @@
+"""The drill's plan: which shards it blocks, and every refusal named by field and value."""
+
+import pytest
+from module_utils.drill_plan import plan_drill
+from module_utils.topology import build_topology
+from topology_fixtures import inventory_data
+
+LAB_SUBNET = "10.89.213.0/24"
+
+
+@pytest.fixture(scope="module")
+def lab():
+    groups, hostvars = inventory_data("lab")
+    return build_topology(groups, hostvars), groups["all"]
+
+
+@pytest.fixture(scope="module")
+def eqiad():
+    groups, hostvars = inventory_data("eqiad")
+    return build_topology(groups, hostvars), groups["all"]
+
+
+def test_one_shard_is_drilled_in_its_datacentre(lab):
+    plan = plan_drill(*lab, shard="mc2001", mode="drop", policy="flush", lab_subnet=LAB_SUBNET)
+    assert plan == {"datacentre": "codfw", "targets": ["mc2001"], "rollback_s": 300, "problems": []}
+
+
+def test_a_datacentre_drills_every_main_shard_in_turn(lab):
+    plan = plan_drill(*lab, datacentre="eqiad", lab_subnet=LAB_SUBNET)
+    assert plan["targets"] == ["mc1001", "mc1002", "mc1003"]
+    assert plan["problems"] == []
+
+
+def test_every_bad_field_is_named_at_once_and_nothing_is_targeted(lab):
+    plan = plan_drill(
+        *lab, shard="mc-gp1001", mode="sideways", policy="sometimes", rollback_s=0, lab_subnet=LAB_SUBNET
+    )
+    assert plan["targets"] == []
+    assert plan["problems"] == [
+        "drill_shard=mc-gp1001: not a main memcached shard (its pool is gutter);"
+        " a drill blocks a main shard only",
+        "drill_mode=sideways: not one of reject, drop",
+        "rejoin_policy=sometimes: not one of flush, keep",
+        "drill_rollback_s=0: must be a whole number of seconds from 1 to 86400",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("choices", "problem"),
+    [
+        ({}, "drill_shard: set drill_shard=HOST, drill_shard=all or drill_datacentre=DC"),
+        ({"shard": "mc9999"}, "drill_shard=mc9999: no such host in this inventory"),
+        ({"shard": "mw1001"}, "drill_shard=mw1001: not a main memcached shard (its pool is router)"),
+        ({"datacentre": "ulsfo"}, "drill_datacentre=ulsfo: not one of codfw, eqiad"),
+        (
+            {"shard": "mc1001", "datacentre": "codfw"},
+            "drill_datacentre=codfw: drill_shard=mc1001 is in eqiad",
+        ),
+        ({"shard": "all"}, "drill_shard=all: this inventory has datacentres codfw, eqiad"),
+        ({"shard": "mc1001", "rollback_s": "-5"}, "drill_rollback_s=-5: must be a whole number"),
+        ({"shard": "mc1001", "rollback_s": "86401"}, "drill_rollback_s=86401: must be a whole number"),
+    ],
+)
+def test_each_refusal_names_the_field_and_value(lab, choices, problem):
+    plan = plan_drill(*lab, lab_subnet=LAB_SUBNET, **choices)
+    assert plan["targets"] == []
+    assert any(found.startswith(problem) for found in plan["problems"]), plan["problems"]
+
+
+def test_an_inventory_without_a_lab_subnet_is_refused(eqiad):
+    plan = plan_drill(*eqiad, shard="all")
+    assert plan["datacentre"] == "eqiad"
+    assert plan["targets"] == []
+    assert plan["problems"] == [
+        "lab_subnet: not set; the drill sends its client traffic only to a lab subnet or loopback"
+    ]
