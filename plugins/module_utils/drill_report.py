@@ -317,7 +317,12 @@ def render_svg(report: dict, rows: list[dict]) -> str:
                 ' stroke-dasharray="4,3" stroke-width="1.2"/>'
             )
             if index == 0:
-                out.append(f'<text x="{x + 3:.1f}" y="{top + 12}" fill="{colour}">{escape(label)}</text>')
+                # A marker near the right edge takes its label on its left, inside the picture.
+                anchor, dx = ("end", -3) if x > _WIDTH - _RIGHT - 80 else ("start", 3)
+                out.append(
+                    f'<text x="{x + dx:.1f}" y="{top + 12}" fill="{colour}" text-anchor="{anchor}">'
+                    f"{escape(label)}</text>"
+                )
     out.append("</svg>")
     return "\n".join(out) + "\n"
 
