@@ -1,6 +1,6 @@
 """Render time for two datacentres of 18 shards (issue 3's figure).
 
-    .venv/bin/python tests/bench_render.py
+    .venv/bin/python benchmarks/bench_render.py
 
 Builds the model of a two-datacentre fleet (18 shards, 3 gutter, 4 routers, 4 + 4
 proxies each) and renders every router's config with both engines; prints the median
