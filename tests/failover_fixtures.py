@@ -29,8 +29,11 @@ import threading
 import time
 import zlib
 
-from ansible.module_utils.failover_verify import FailoverVerifier
-from ansible.module_utils.memcache_client import MemcacheClient, MemcacheError
+from ansible_collections.mcfleet.fleet.plugins.module_utils.failover_verify import FailoverVerifier
+from ansible_collections.mcfleet.fleet.plugins.module_utils.memcache_client import (
+    MemcacheClient,
+    MemcacheError,
+)
 
 MEMCACHED = shutil.which("memcached") or "/usr/bin/memcached"
 PREFIX = "/eqiad/mw/"

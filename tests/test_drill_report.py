@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import json
 import statistics
-import sys
 import threading
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from ansible.module_utils.drill_report import build_report, render_files, write_files
 from ansible.module_utils.testing import patch_module_args
-from ansible.module_utils.traffic import default_plan, run
-from failover_fixtures import GUTTER_TTL_S, Fleet
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "plugins" / "modules"))
-import mcfleet_drill_report
+from ansible_collections.mcfleet.fleet.plugins.module_utils.drill_report import (
+    build_report,
+    render_files,
+    write_files,
+)
+from ansible_collections.mcfleet.fleet.plugins.module_utils.traffic import default_plan, run
+from ansible_collections.mcfleet.fleet.plugins.modules import drill_report as drill_report_module
+from ansible_collections.mcfleet.fleet.tests.failover_fixtures import GUTTER_TTL_S, Fleet
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -169,7 +170,7 @@ def test_module_writes_once_and_is_idempotent(tmp_path, capsys):
 
     def call(extra: dict) -> tuple[int, dict]:
         with patch_module_args({**args, **extra}), pytest.raises(SystemExit) as exit_info:
-            mcfleet_drill_report.main()
+            drill_report_module.main()
         return exit_info.value.code, json.loads(capsys.readouterr().out)
 
     code, out = call({"_ansible_check_mode": True, "_ansible_diff": True})

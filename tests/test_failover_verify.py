@@ -12,9 +12,13 @@ from __future__ import annotations
 import time
 
 import pytest
-from ansible.module_utils.failover_verify import FailoverVerifier, VerifyError, canary_key
-from ansible.module_utils.memcache_client import MemcacheClient
-from failover_fixtures import GUTTER_TTL_S, PREFIX, Fleet
+from ansible_collections.mcfleet.fleet.plugins.module_utils.failover_verify import (
+    FailoverVerifier,
+    VerifyError,
+    canary_key,
+)
+from ansible_collections.mcfleet.fleet.plugins.module_utils.memcache_client import MemcacheClient
+from ansible_collections.mcfleet.fleet.tests.failover_fixtures import GUTTER_TTL_S, PREFIX, Fleet
 
 CANARIES = 90
 

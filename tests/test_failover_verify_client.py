@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from ansible.module_utils.memcache_client import (
+from ansible_collections.mcfleet.fleet.plugins.module_utils.memcache_client import (
     MemcacheClient,
     MemcacheConnectionError,
     MemcacheTimeout,
     parse_server,
 )
-from failover_fixtures import MemcachedProcess, free_port
+from ansible_collections.mcfleet.fleet.tests.failover_fixtures import MemcachedProcess, free_port
 from pymemcache.client.base import Client as PyMemcache
 
 

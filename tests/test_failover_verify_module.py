@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
-from ansible.module_utils.memcache_client import MemcacheClient
 from ansible.module_utils.testing import patch_module_args
-from failover_fixtures import GUTTER_TTL_S, Fleet
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "plugins" / "modules"))
-import mcfleet_failover_verify
+from ansible_collections.mcfleet.fleet.plugins.module_utils.memcache_client import MemcacheClient
+from ansible_collections.mcfleet.fleet.plugins.modules import failover_verify as failover_verify_module
+from ansible_collections.mcfleet.fleet.tests.failover_fixtures import GUTTER_TTL_S, Fleet
 
 
 @pytest.fixture
@@ -27,7 +24,7 @@ def call(capsys, args: dict, check_mode: bool = False) -> tuple[int, dict]:
     if check_mode:
         args = {**args, "_ansible_check_mode": True}
     with patch_module_args(args), pytest.raises(SystemExit) as exit_info:
-        mcfleet_failover_verify.main()
+        failover_verify_module.main()
     return exit_info.value.code, json.loads(capsys.readouterr().out)
 
 

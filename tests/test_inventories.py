@@ -5,8 +5,7 @@ import os
 import subprocess
 
 import pytest
-from conftest import REPO
-from topology_fixtures import INVENTORIES, inventory_data
+from ansible_collections.mcfleet.fleet.tests.topology_fixtures import INVENTORIES, REPO, inventory_data
 
 BIN = REPO / ".venv" / "bin"
 PLAYBOOKS = sorted(path.name for path in (REPO / "playbooks").glob("*.yml"))

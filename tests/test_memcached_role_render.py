@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 import yaml
-from conftest import REPO
+from ansible_collections.mcfleet.fleet.tests.topology_fixtures import REPO
 
 ROLE = REPO / "roles" / "memcached"
 RELEASES = {10: "1.5.6", 11: "1.6.9", 12: "1.6.18", 13: "1.6.38"}

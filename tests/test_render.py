@@ -11,10 +11,15 @@ import re
 import subprocess
 
 import pytest
-from ansible.module_utils import render_mcrouter, render_memcached_proxy
-from ansible.module_utils.topology import build_topology
-from filter.mcfleet import CONFIG_NAMES, mcfleet_router_config
-from topology_fixtures import INVENTORIES, REPO, inventory_data, small_fleet
+from ansible_collections.mcfleet.fleet.plugins.filter.mcfleet import CONFIG_NAMES, router_config
+from ansible_collections.mcfleet.fleet.plugins.module_utils import render_mcrouter, render_memcached_proxy
+from ansible_collections.mcfleet.fleet.plugins.module_utils.topology import build_topology
+from ansible_collections.mcfleet.fleet.tests.topology_fixtures import (
+    INVENTORIES,
+    REPO,
+    inventory_data,
+    small_fleet,
+)
 
 GOLDEN = REPO / "tests" / "golden"
 UPDATE = os.environ.get("MCFLEET_UPDATE_GOLDEN") == "1"
@@ -30,9 +35,7 @@ def rendered_files(inventory):
     model = model_of(inventory)
     files = {}
     for host, router in model["routers"].items():
-        files[f"{host}/{CONFIG_NAMES[router['engine']]}"] = mcfleet_router_config(model, host)
-        if router["engine"] == "memcached_proxy":
-            files[f"{host}/mcfleet-routes.lua"] = render_memcached_proxy.ROUTE_LIBRARY
+        files[f"{host}/{CONFIG_NAMES[router['engine']]}"] = router_config(model, host)
     return files
 
 

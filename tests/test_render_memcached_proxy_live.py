@@ -13,12 +13,13 @@ import subprocess
 import time
 
 import pytest
-from ansible.module_utils import render_memcached_proxy
-from ansible.module_utils.failover_verify import FailoverVerifier
-from ansible.module_utils.memcache_client import MemcacheClient
-from ansible.module_utils.topology import build_topology
-from ansible.module_utils.traffic import default_plan
-from ansible.module_utils.traffic import run as run_traffic
+from ansible_collections.mcfleet.fleet.plugins.module_utils import render_memcached_proxy
+from ansible_collections.mcfleet.fleet.plugins.module_utils.failover_verify import FailoverVerifier
+from ansible_collections.mcfleet.fleet.plugins.module_utils.memcache_client import MemcacheClient
+from ansible_collections.mcfleet.fleet.plugins.module_utils.topology import build_topology
+from ansible_collections.mcfleet.fleet.plugins.module_utils.traffic import default_plan
+from ansible_collections.mcfleet.fleet.plugins.module_utils.traffic import run as run_traffic
+from ansible_collections.mcfleet.fleet.tests.topology_fixtures import REPO
 from pymemcache.client.base import Client
 
 IMAGE = "localhost/mcfleet-debian:trixie"
@@ -57,6 +58,7 @@ def podman_exec(*args, stdin=None, detach=False):
 
 APT_INSTALL = "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq"
 LIBRARY = "/tmp/mcfleet-routes.lua"
+ROUTE_LIBRARY = REPO / "roles" / "memcached_proxy" / "files" / "routes.lua"
 
 
 def start_server(model, host):
@@ -122,7 +124,7 @@ def fleet():
     )
     try:
         podman_exec("sh", "-c", f"apt-get update -qq && {APT_INSTALL} memcached")
-        podman_exec("sh", "-c", f"cat > {LIBRARY}", stdin=render_memcached_proxy.ROUTE_LIBRARY)
+        podman_exec("sh", "-c", f"cat > {LIBRARY}", stdin=ROUTE_LIBRARY.read_text())
         # Backends first, then proxies, then the router, so no first connection fails
         # (a failed backend is only retried after the probe delay).
         for pools in (

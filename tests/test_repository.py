@@ -2,7 +2,7 @@
 
 import re
 
-from conftest import REPO
+from ansible_collections.mcfleet.fleet.tests.topology_fixtures import REPO
 
 
 def test_make_test_runs_every_molecule_scenario():

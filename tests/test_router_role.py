@@ -14,9 +14,9 @@ import subprocess
 import textwrap
 
 import pytest
-from ansible.module_utils import render_mcrouter
-from ansible.module_utils.topology import build_topology
-from topology_fixtures import REPO, inventory_data
+from ansible_collections.mcfleet.fleet.plugins.module_utils import render_mcrouter
+from ansible_collections.mcfleet.fleet.plugins.module_utils.topology import build_topology
+from ansible_collections.mcfleet.fleet.tests.topology_fixtures import REPO, inventory_data
 
 ROLE = REPO / "roles" / "mcrouter"
 ENV = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}

@@ -18,7 +18,8 @@ import uuid
 
 import pytest
 from ansible.module_utils import basic
-from ansible.module_utils.shard_block import (
+from ansible.module_utils.testing import patch_module_args
+from ansible_collections.mcfleet.fleet.plugins.module_utils.shard_block import (
     JUMP_COMMENT,
     CommandRunner,
     ShardBlockError,
@@ -26,8 +27,7 @@ from ansible.module_utils.shard_block import (
     parse_backend,
     validate_request,
 )
-from ansible.module_utils.testing import patch_module_args
-from modules import mcfleet_shard_block
+from ansible_collections.mcfleet.fleet.plugins.modules import shard_block as shard_block_module
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not shutil.which("ip") or not shutil.which("iptables"),
@@ -112,7 +112,7 @@ class ModuleExit(Exception):
 @pytest.fixture
 def timer(shard_ns, monkeypatch):
     stand_in = ScriptRunningTimer(shard_ns)
-    monkeypatch.setattr(mcfleet_shard_block, "SystemdRollbackTimer", stand_in)
+    monkeypatch.setattr(shard_block_module, "SystemdRollbackTimer", stand_in)
     return stand_in
 
 
@@ -132,7 +132,7 @@ def run_module(shard_ns, timer, tmp_path, monkeypatch):
         args["_ansible_check_mode"] = check_mode
         args.update(params)
         with patch_module_args(args), pytest.raises(ModuleExit) as exited:
-            mcfleet_shard_block.main()
+            shard_block_module.main()
         return exited.value.result
 
     return run

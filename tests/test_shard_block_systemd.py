@@ -67,7 +67,7 @@ def wait_for_systemd(timeout_s=60):
 def shard_block(*args, check_mode=False):
     """Run the module through Ansible, as a playbook task would; returns its result."""
     argv = [str(REPO / ".venv/bin/ansible"), "all", "-i", f"{CONTAINER},", "-c", "containers.podman.podman"]
-    argv += ["-m", "mcfleet_shard_block", "-a", " ".join(args)]
+    argv += ["-m", "mcfleet.fleet.shard_block", "-a", " ".join(args)]
     if check_mode:
         argv.append("--check")
     env = {

@@ -4,8 +4,18 @@ import subprocess
 
 import pytest
 from ansible.errors import AnsibleFilterError
-from ansible.module_utils.topology import DEFAULTS, TKO_DEFAULTS, TopologyError, build_topology
-from topology_fixtures import REPO, host_vars, inventory_data, small_fleet
+from ansible_collections.mcfleet.fleet.plugins.module_utils.topology import (
+    DEFAULTS,
+    TKO_DEFAULTS,
+    TopologyError,
+    build_topology,
+)
+from ansible_collections.mcfleet.fleet.tests.topology_fixtures import (
+    REPO,
+    host_vars,
+    inventory_data,
+    small_fleet,
+)
 
 
 def problems_of(groups, hostvars):
@@ -233,7 +243,7 @@ def test_every_problem_is_reported_at_once():
 
 
 def test_filter_raises_ansible_error_listing_every_problem():
-    from filter.mcfleet import mcfleet_topology
+    from ansible_collections.mcfleet.fleet.plugins.filter.mcfleet import topology as mcfleet_topology
 
     groups, hostvars = small_fleet(mcfleet_gutter_ttl_s=0)
     hostvars["mw1001"]["mcfleet_router_engine"] = "nginx"

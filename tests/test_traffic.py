@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
-from ansible.module_utils.memcache_client import MemcacheClient
 from ansible.module_utils.testing import patch_module_args
-from ansible.module_utils.traffic import (
+from ansible_collections.mcfleet.fleet.plugins.module_utils.memcache_client import MemcacheClient
+from ansible_collections.mcfleet.fleet.plugins.module_utils.traffic import (
     TrafficError,
     check_plan,
     default_plan,
@@ -20,10 +19,8 @@ from ansible.module_utils.traffic import (
     plan_problems,
     run,
 )
-from failover_fixtures import MemcachedProcess
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "plugins" / "modules"))
-import mcfleet_traffic
+from ansible_collections.mcfleet.fleet.plugins.modules import traffic as traffic_module
+from ansible_collections.mcfleet.fleet.tests.failover_fixtures import MemcachedProcess
 
 
 @pytest.fixture
@@ -139,7 +136,7 @@ def run_module(capsys, args: dict, check_mode: bool = False) -> tuple[int, dict]
     if check_mode:
         args = {**args, "_ansible_check_mode": True}
     with patch_module_args(args), pytest.raises(SystemExit) as exit_info:
-        mcfleet_traffic.main()
+        traffic_module.main()
     return exit_info.value.code, json.loads(capsys.readouterr().out)
 
 

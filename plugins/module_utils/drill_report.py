@@ -14,10 +14,11 @@ import os
 import time
 from xml.sax.saxutils import escape
 
-try:
-    from ansible.module_utils.traffic import latency_summary, load_timeline, per_second
-except ImportError:  # run from a checkout without Ansible's module_utils path
-    from module_utils.traffic import latency_summary, load_timeline, per_second
+from ansible_collections.mcfleet.fleet.plugins.module_utils.traffic import (
+    latency_summary,
+    load_timeline,
+    per_second,
+)
 
 REPORT_FORMAT = 1
 

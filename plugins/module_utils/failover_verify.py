@@ -34,10 +34,11 @@ import os
 import time
 import uuid
 
-try:
-    from ansible.module_utils.memcache_client import READ_PROTOCOLS, MemcacheClient, MemcacheError
-except ImportError:  # run from a checkout without Ansible's module_utils path
-    from module_utils.memcache_client import READ_PROTOCOLS, MemcacheClient, MemcacheError
+from ansible_collections.mcfleet.fleet.plugins.module_utils.memcache_client import (
+    READ_PROTOCOLS,
+    MemcacheClient,
+    MemcacheError,
+)
 
 PHASES = ("before", "during", "after")
 REJOIN_POLICIES = ("flush", "keep")

@@ -26,7 +26,8 @@ ROUTE_HANDLE_FIELDS = {
 # Operations replicated by the broadcast prefix (WANObjectCache purges are sets/deletes).
 BROADCAST_OPERATIONS = ("delete", "set")
 
-CONFIG_PATH = "/etc/mcrouter/config.json"
+CONFIG_NAME = "config.json"
+CONFIG_PATH = f"/etc/mcrouter/{CONFIG_NAME}"
 
 
 def server_string(entry, security):

@@ -10,96 +10,17 @@ Same intent as the mcrouter configuration (render_mcrouter.py), for a router in 
   KEY            (no routing prefix) as /L/mw/KEY, like mcrouter's --route-prefix
 Keys reach memcached without their routing prefix, as mcrouter stores them.
 
-memcached loads two Lua files: ROUTE_LIBRARY (the route handlers routelib lacks, loaded
-after routelib via `proxy_config`) and the rendered per-host config (`proxy_arg`).
+memcached loads two Lua files: the route handlers routelib lacks (routes.lua, shipped as
+a file by the memcached_proxy role and loaded after routelib via `proxy_config`, because
+memcached runs `proxy_arg` only in its configuration thread) and the rendered per-host
+config (`proxy_arg`).
 """
 
-# Route handlers loaded into every proxy worker after routelib. Kept here, not in the
-# per-host file, because memcached runs `proxy_arg` only in its configuration thread.
-ROUTE_LIBRARY = """\
--- mcfleet extensions to memcached's routelib. Load after it:
---   memcached -o proxy_config=routelib:/path/to/this.lua,proxy_arg=/path/to/config.lua
---
--- route_mcfleet_prefix{ children = { <cluster> = route, ... } }
---   For keys /<datacentre>/<cluster>/<key>: strips the routing prefix, as mcrouter
---   does, and hands <key> to the child named <cluster>.
--- route_mcfleet_operation{ child_default = route, child_set = route, child_delete = route }
---   mcrouter's OperationSelectorRoute: set-like commands (set, add, cas, ms) to child_set,
---   delete and md to child_delete, everything else to child_default.
-
--- routelib ships allasync (fire-and-forget, null reply at once) without registering it.
-register_route_handlers({ "mcfleet_prefix", "mcfleet_operation", "allasync" })
-
-local NO_ROUTE <const> = "SERVER_ERROR mcfleet: no route for this key prefix\\r\\n"
-
-function route_mcfleet_prefix_conf(t, ctx)
-    return t
-end
-
-function route_mcfleet_prefix_start(a, ctx, fgen)
-    local handles = {}
-    for cluster, child in pairs(a.children) do
-        handles[cluster] = fgen:new_handle(child)
-    end
-    fgen:ready({ a = handles, n = ctx:label(), f = route_mcfleet_prefix_f })
-end
-
-function route_mcfleet_prefix_f(rctx, handles)
-    return function(r)
-        local key = r:key()
-        -- The router matched /<datacentre>/ already; find the end of /<cluster>/.
-        local datacentre_end = string.find(key, "/", 2, true)
-        if datacentre_end == nil then
-            return NO_ROUTE
-        end
-        local cluster_end = string.find(key, "/", datacentre_end + 1, true)
-        if cluster_end == nil or cluster_end == #key then
-            return NO_ROUTE
-        end
-        local handle = handles[string.sub(key, datacentre_end + 1, cluster_end - 1)]
-        if handle == nil then
-            return NO_ROUTE
-        end
-        r:ltrimkey(cluster_end)
-        return rctx:enqueue_and_wait(r, handle)
-    end
-end
-
-function route_mcfleet_operation_conf(t, ctx)
-    return t
-end
-
-function route_mcfleet_operation_start(a, ctx, fgen)
-    local o = { default = fgen:new_handle(a.child_default) }
-    if a.child_set then
-        o.set = fgen:new_handle(a.child_set)
-    end
-    if a.child_delete then
-        o.delete = fgen:new_handle(a.child_delete)
-    end
-    fgen:ready({ a = o, n = ctx:label(), f = route_mcfleet_operation_f })
-end
-
-function route_mcfleet_operation_f(rctx, o)
-    local default, set, delete = o.default, o.set or o.default, o.delete or o.default
-    local SET_LIKE <const> = {
-        [mcp.CMD_SET] = true, [mcp.CMD_ADD] = true, [mcp.CMD_CAS] = true, [mcp.CMD_MS] = true,
-    }
-    local DELETE_LIKE <const> = { [mcp.CMD_DELETE] = true, [mcp.CMD_MD] = true }
-    return function(r)
-        local command = r:command()
-        if SET_LIKE[command] then
-            return rctx:enqueue_and_wait(r, set)
-        elseif DELETE_LIKE[command] then
-            return rctx:enqueue_and_wait(r, delete)
-        end
-        return rctx:enqueue_and_wait(r, default)
-    end
-end
-"""
-
-CONFIG_PATH = "/etc/memcached/mcfleet-proxy.lua"
-LIBRARY_PATH = "/etc/memcached/mcfleet-routes.lua"
+# One set of names: on the host, in render.yml's output and in the golden files.
+CONFIG_NAME = "proxy.lua"
+LIBRARY_NAME = "routes.lua"
+CONFIG_PATH = f"/etc/mcfleet/{CONFIG_NAME}"
+LIBRARY_PATH = f"/etc/mcfleet/{LIBRARY_NAME}"
 
 
 def pool_names(datacentre):

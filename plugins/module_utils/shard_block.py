@@ -35,7 +35,7 @@ MAX_ROLLBACK_S = 86400
 CHAIN_PATTERN = re.compile(r"^MCFLEET-DRILL(-[A-Z0-9]+)*$")
 CHAIN_MAX_LENGTH = 28
 NETNS_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-JUMP_COMMENT = "mcfleet_shard_block drill; lifted by its rollback timer"
+JUMP_COMMENT = "mcfleet.fleet.shard_block drill; lifted by its rollback timer"
 FAMILIES = ("ipv4", "ipv6")
 
 _FAMILY_TOOLS = {
@@ -356,7 +356,7 @@ class DrillPaths:
 def rollback_script(tables, request, paths, backend):
     lines = [
         "#!/bin/sh",
-        f"# Written by mcfleet_shard_block: lifts the drill block on {request.chain} ({backend}).",
+        f"# Written by mcfleet.fleet.shard_block: lifts the drill block on {request.chain} ({backend}).",
         "# Run by the rollback timer if the controller never lifts the block itself.",
         "failed=0",
     ]

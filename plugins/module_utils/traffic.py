@@ -16,7 +16,6 @@ Timeline lines (one JSON object each):
   when, and how much, the gutter served)
 - `{"kind": "end", "t": ..., "requests": N, "stop_reason": ...}`
 
-Also runnable on its own: `python3 plugins/module_utils/traffic.py --help`.
 """
 
 from __future__ import annotations
@@ -30,15 +29,12 @@ import random
 import socket
 import time
 
-try:
-    from ansible.module_utils.memcache_client import (
-        READ_PROTOCOLS,
-        MemcacheClient,
-        MemcacheError,
-        MemcacheTimeout,
-    )
-except ImportError:  # run as a script from a checkout
-    from memcache_client import READ_PROTOCOLS, MemcacheClient, MemcacheError, MemcacheTimeout
+from ansible_collections.mcfleet.fleet.plugins.module_utils.memcache_client import (
+    READ_PROTOCOLS,
+    MemcacheClient,
+    MemcacheError,
+    MemcacheTimeout,
+)
 
 LOOPBACK_NETWORKS = ("127.0.0.0/8", "::1/128")
 MAX_DURATION_S = 3600
@@ -339,49 +335,3 @@ def per_second(timeline: dict, origin: float | None = None) -> list[dict]:
         row["p50_ms"] = percentile(lat, 0.50)
         row["p99_ms"] = percentile(lat, 0.99)
     return rows
-
-
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(description="Bounded traffic through a memcached router (lab only).")
-    parser.add_argument("--router", required=True, help="ADDRESS:PORT of the router")
-    parser.add_argument("--router-engine", choices=sorted(READ_PROTOCOLS), default="mcrouter")
-    parser.add_argument("--route-prefix", default="/eqiad/mw/")
-    parser.add_argument("--gutter", action="append", default=[], help="ADDRESS:PORT, repeatable")
-    parser.add_argument("--timeline", required=True)
-    parser.add_argument("--stop-file")
-    parser.add_argument("--max-requests", type=int, required=True)
-    parser.add_argument("--max-duration-s", type=float, required=True)
-    parser.add_argument("--rate-per-s", type=float, default=200)
-    parser.add_argument("--key-count", type=int, default=200)
-    parser.add_argument("--set-ratio", type=float, default=0.3)
-    parser.add_argument("--allowed-network", action="append", default=[])
-    args = parser.parse_args(argv)
-
-    def server(spec: str) -> dict:
-        address, _, port = spec.rpartition(":")
-        return {"address": address.strip("[]"), "port": int(port)}
-
-    plan = default_plan(
-        router={**server(args.router), "engine": args.router_engine},
-        route_prefix=args.route_prefix,
-        gutter=[server(g) for g in args.gutter],
-        timeline=args.timeline,
-        stop_file=args.stop_file,
-        max_requests=args.max_requests,
-        max_duration_s=args.max_duration_s,
-        rate_per_s=args.rate_per_s,
-        key_count=args.key_count,
-        set_ratio=args.set_ratio,
-        allowed_networks=args.allowed_network,
-    )
-    try:
-        print(json.dumps(run(plan), indent=1))
-    except TrafficError as exc:
-        parser.exit(2, f"traffic: {exc}\n")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
-module: mcfleet_shard_block
+module: shard_block
 short_description: Block a memcached shard's port for a failover drill, with an on-host rollback timer
 description:
   - Runs on the shard host. Blocks TCP to the memcached port from every client, or only from
@@ -94,21 +94,21 @@ notes:
 
 EXAMPLES = r"""
 - name: Block every client of the shard, lifting the block after 10 minutes at the latest
-  mcfleet_shard_block:
+  mcfleet.fleet.shard_block:
     port: 11211
     mode: reject
     rollback_after_s: 600
     flush_conntrack: true
 
 - name: Block only the routers, as if the host vanished
-  mcfleet_shard_block:
+  mcfleet.fleet.shard_block:
     port: 11211
     mode: drop
     sources: ["10.89.213.31", "2001:db8::31/128"]
     rollback_after_s: 300
 
 - name: Lift the block and disarm the timer
-  mcfleet_shard_block:
+  mcfleet.fleet.shard_block:
     state: absent
 """
 
@@ -134,7 +134,7 @@ rules:
     ipv4:
       - >-
         -A INPUT ! -i lo -p tcp -m tcp --dport 11211 -m comment
-        --comment "mcfleet_shard_block drill; lifted by its rollback timer" -j MCFLEET-DRILL
+        --comment "mcfleet.fleet.shard_block drill; lifted by its rollback timer" -j MCFLEET-DRILL
       - -N MCFLEET-DRILL
       - -A MCFLEET-DRILL -p tcp -m tcp --dport 11211 -j REJECT --reject-with tcp-reset
     ipv6: []
@@ -166,7 +166,7 @@ import os
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.shard_block import (
+from ansible_collections.mcfleet.fleet.plugins.module_utils.shard_block import (
     BACKENDS,
     DEFAULT_CHAIN,
     DEFAULT_STATE_DIR,

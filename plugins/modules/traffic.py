@@ -5,7 +5,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
-module: mcfleet_traffic
+module: traffic
 short_description: Send bounded set/get traffic through a router and record a timeline
 description:
   - Sends a paced mix of C(set) and C(get) on a small key set (under the routing prefix)
@@ -118,7 +118,7 @@ attributes:
 
 EXAMPLES = r"""
 - name: Start client traffic through mw1001 for the whole drill
-  mcfleet_traffic:
+  mcfleet.fleet.traffic:
     router: {address: 10.89.213.15, port: 11213, engine: memcached_proxy}
     route_prefix: /eqiad/mw/
     gutter: "{{ topology.datacentres.eqiad.gutter }}"
@@ -173,7 +173,12 @@ plan:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.traffic import TrafficError, check_plan, default_plan, run
+from ansible_collections.mcfleet.fleet.plugins.module_utils.traffic import (
+    TrafficError,
+    check_plan,
+    default_plan,
+    run,
+)
 
 
 def main() -> None:

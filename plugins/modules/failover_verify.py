@@ -5,7 +5,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
-module: mcfleet_failover_verify
+module: failover_verify
 short_description: Verify failover to the gutter pool, and key integrity, with canary keys
 description:
   - Writes versioned canary keys through a router (mcrouter or memcached's proxy) under the
@@ -172,7 +172,7 @@ attributes:
 
 EXAMPLES = r"""
 - name: Write canaries before the block
-  mcfleet_failover_verify:
+  mcfleet.fleet.failover_verify:
     phase: before
     router: {address: 10.89.213.15, port: 11213}
     route_prefix: /eqiad/mw/
@@ -182,7 +182,7 @@ EXAMPLES = r"""
   delegate_to: localhost
 
 - name: Verify the failover while mc1001 is blocked, then flush it
-  mcfleet_failover_verify:
+  mcfleet.fleet.failover_verify:
     phase: during
     router: {address: 10.89.213.15, port: 11213}
     route_prefix: /eqiad/mw/
@@ -197,7 +197,7 @@ EXAMPLES = r"""
   register: verify_during
 
 - name: Count stale values after rejoin
-  mcfleet_failover_verify:
+  mcfleet.fleet.failover_verify:
     phase: after
     router: {address: 10.89.213.15, port: 11213}
     route_prefix: /eqiad/mw/
@@ -293,7 +293,7 @@ state_file:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.failover_verify import (
+from ansible_collections.mcfleet.fleet.plugins.module_utils.failover_verify import (
     PHASES,
     REJOIN_POLICIES,
     FailoverVerifier,

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
-module: mcfleet_drill_report
+module: drill_report
 short_description: Write a failover drill's report (JSON, Markdown, SVG timeline)
 description:
-  - Reads the traffic timeline written by M(mcfleet_traffic), takes the results of the three
-    M(mcfleet_failover_verify) phases, the block and unblock times and the number of drill
+  - Reads the traffic timeline written by M(mcfleet.fleet.traffic), takes the results of the three
+    M(mcfleet.fleet.failover_verify) phases, the block and unblock times and the number of drill
     rules left on the shard, and writes C(<report_dir>/<drill_id>.json), C(.md) and C(.svg).
   - The JSON carries C(time_to_failover_s), C(client_errors), C(requests), C(latency_ms)
     (p50, p99, max before, during and after the block), C(lost), C(stale_after_rejoin),
@@ -58,7 +58,7 @@ attributes:
 
 EXAMPLES = r"""
 - name: Write the drill report
-  mcfleet_drill_report:
+  mcfleet.fleet.drill_report:
     drill_id: "{{ drill_id }}"
     drill:
       datacentre: eqiad
@@ -95,7 +95,11 @@ paths:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.drill_report import build_report, render_files, write_files
+from ansible_collections.mcfleet.fleet.plugins.module_utils.drill_report import (
+    build_report,
+    render_files,
+    write_files,
+)
 
 
 def main() -> None:

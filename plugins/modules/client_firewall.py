@@ -77,8 +77,8 @@ script:
 """
 
 # Ansible modules keep their documentation first, so the imports come after it.
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible.module_utils.memcached_firewall import (  # noqa: E402
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.mcfleet.fleet.plugins.module_utils.client_firewall import (
     FirewallSpecError,
     chain_rules,
     client_rules,

@@ -1,13 +1,7 @@
 """The memcached role's firewall plan: rules in iptables' own listing form, minimal changes."""
 
-import sys
-
 import pytest
-from conftest import REPO
-
-sys.path.insert(0, str(REPO / "roles" / "memcached" / "module_utils"))
-
-from memcached_firewall import (
+from ansible_collections.mcfleet.fleet.plugins.module_utils.client_firewall import (
     FirewallSpecError,
     canonical_network,
     chain_rules,
