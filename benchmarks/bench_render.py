@@ -90,7 +90,8 @@ def enlarged_inventory(directory, routers):
     inventory = yaml.safe_load(hosts_file.read_text())
     names = [f"mw{1001 + index}.eqiad.wmnet" for index in range(routers)]
     inventory["all"]["children"]["eqiad"]["children"]["eqiad_routers"]["hosts"] = {
-        name: {"mcfleet_address": f"10.64.{index // 250}.{index % 250 + 1}"} for index, name in enumerate(names)
+        name: {"mcfleet_address": f"10.64.{index // 250}.{index % 250 + 1}"}
+        for index, name in enumerate(names)
     }
     hosts_file.write_text(yaml.safe_dump(inventory, sort_keys=False))
     return names
@@ -143,7 +144,8 @@ def bench_playbook(routers, keep=False):
         result = subprocess.run(command, cwd=REPO, env=environment, capture_output=True, text=True)
         elapsed = time.perf_counter() - start
         if result.returncode != 0:
-            sys.exit(f"render.yml failed for {routers} routers:\n{result.stdout[-4000:]}{result.stderr[-4000:]}")
+            output_tail = result.stdout[-4000:] + result.stderr[-4000:]
+            sys.exit(f"render.yml failed for {routers} routers:\n{output_tail}")
         written = {str(p.relative_to(output)): p.read_text() for p in output.rglob("*") if p.is_file()}
         expected = expected_files(inventory_model(inventory))
         same = written == expected

@@ -43,7 +43,7 @@ class RenderError(Exception):
     """Bad input: the message names the field and the value."""
 
 
-def rendered_files(model, hosts, library_path=ROUTES_LIBRARY):
+def rendered_files(model, hosts, library_path=None):
     """{Path(host)/name: text} of every file for `hosts` (None: every router in the model).
 
     Raises RenderError, naming the field and value, for a model or host it cannot render.
@@ -64,6 +64,7 @@ def rendered_files(model, hosts, library_path=ROUTES_LIBRARY):
     odd = [host for host in hosts if not host or host in (".", "..") or "/" in host or "\0" in host]
     if odd:
         raise RenderError(f"hosts: {', '.join(repr(host) for host in odd)} cannot name a directory")
+    library_path = library_path or ROUTES_LIBRARY
     files = {}
     library_text = None
     for host in dict.fromkeys(hosts):
@@ -71,15 +72,13 @@ def rendered_files(model, hosts, library_path=ROUTES_LIBRARY):
         engine = router.get("engine") if isinstance(router, Mapping) else None
         if engine not in ENGINES:
             raise RenderError(f"model.routers.{host}.engine: {engine!r} is not one of {', '.join(ENGINES)}")
+        renderer = render_mcrouter if engine == "mcrouter" else render_memcached_proxy
         try:
-            if engine == "mcrouter":
-                files[Path(host, render_mcrouter.CONFIG_NAME)] = render_mcrouter.render_config_text(model, host)
-                continue
-            files[Path(host, render_memcached_proxy.CONFIG_NAME)] = render_memcached_proxy.render_config_text(
-                model, host
-            )
+            files[Path(host, renderer.CONFIG_NAME)] = renderer.render_config_text(model, host)
         except (KeyError, TypeError, ValueError) as error:
             raise RenderError(f"model.routers.{host}: cannot render its {engine} config: {error!r}") from None
+        if engine == "mcrouter":
+            continue
         if library_text is None:
             try:
                 library_text = Path(library_path).read_text(encoding="utf-8")
