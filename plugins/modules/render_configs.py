@@ -17,8 +17,8 @@ description:
   - An C(mcrouter) host gets C(DEST/<host>/config.json). A C(memcached_proxy) host gets
     C(DEST/<host>/proxy.lua) and C(DEST/<host>/routes.lua), the static route library the
     C(mcfleet.fleet.memcached_proxy) role ships in its C(files) directory.
-  - Every input is checked, and every file rendered in memory, before anything is written:
-    a model that is not a topology model, a host that is not a router or proxy in it, or a
+  - Every input is checked, and every file rendered in memory, before anything is written.
+    A model that is not a topology model, a host that is not a router or proxy in it, or a
     file or directory in the way fails the task, naming the field and the value, with
     nothing written.
   - Only files whose content differs are written, each atomically (a temporary file in the
