@@ -10,12 +10,14 @@ from types import SimpleNamespace
 from unittest import mock
 
 import pytest
+import yaml
 from ansible.errors import AnsibleActionFail
 from ansible.parsing.dataloader import DataLoader
 from ansible_collections.mcfleet.fleet.plugins.action import render_configs
 from ansible_collections.mcfleet.fleet.plugins.action.render_configs import ActionModule
 from ansible_collections.mcfleet.fleet.plugins.module_utils import render_mcrouter, render_memcached_proxy
 from ansible_collections.mcfleet.fleet.plugins.module_utils.topology import build_topology
+from ansible_collections.mcfleet.fleet.plugins.modules import render_configs as documentation
 
 REPO = Path(__file__).resolve().parents[4]
 ROUTES_LUA = REPO / "roles" / "memcached_proxy" / "files" / render_memcached_proxy.LIBRARY_NAME
@@ -267,6 +269,20 @@ def test_a_missing_routes_library_fails_before_anything_is_written(tmp_path):
 
 def test_the_routes_library_is_found_in_the_collection():
     assert render_configs.ROUTES_LIBRARY.resolve() == ROUTES_LUA.resolve()
+
+
+def test_the_documentation_matches_the_arguments_and_the_result(tmp_path):
+    options = yaml.safe_load(documentation.DOCUMENTATION)["options"]
+
+    def shape(specs):
+        return {name: (spec["type"], spec.get("required", False)) for name, spec in specs.items()}
+
+    assert shape(options) == shape(render_configs.ARGUMENT_SPEC)
+    assert options["hosts"]["elements"] == render_configs.ARGUMENT_SPEC["hosts"]["elements"]
+    result = run_action(model=MODEL, dest=str(tmp_path))
+    returned = set(yaml.safe_load(documentation.RETURN))
+    assert returned == set(result) - {"changed"}
+    yaml.safe_load(documentation.EXAMPLES)
 
 
 # playbooks/render.yml, run for real on an inventory of this repository.
