@@ -59,11 +59,11 @@ def rendered_files(model, hosts, library_path=None):
     unknown = [host for host in hosts if host not in routers]
     if unknown:
         raise RenderError(
-            f"hosts: {', '.join(repr(host) for host in unknown)} not a router or proxy in the topology model"
+            f"hosts: {', '.join(repr(host) for host in unknown)}: not a router or proxy in the topology model"
         )
     odd = [host for host in hosts if not host or host in (".", "..") or "/" in host or "\0" in host]
     if odd:
-        raise RenderError(f"hosts: {', '.join(repr(host) for host in odd)} cannot name a directory")
+        raise RenderError(f"hosts: {', '.join(repr(host) for host in odd)}: cannot name a directory")
     library_path = library_path or ROUTES_LIBRARY
     files = {}
     library_text = None

@@ -220,8 +220,8 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        ({"model": MODEL, "hosts": ["mw1001", "mc1001"]}, "hosts: 'mc1001' not a router or proxy"),
-        ({"model": MODEL, "hosts": ["nowhere"]}, "hosts: 'nowhere' not a router or proxy"),
+        ({"model": MODEL, "hosts": ["mw1001", "mc1001"]}, "hosts: 'mc1001': not a router or proxy"),
+        ({"model": MODEL, "hosts": ["nowhere"]}, "hosts: 'nowhere': not a router or proxy"),
         ({"model": {"datacentres": {}}}, "model: not a topology model"),
         (
             {"model": {"routers": {"mw1001": {"engine": "twemproxy"}}}},
