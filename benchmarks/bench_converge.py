@@ -37,7 +37,6 @@ RECAP = re.compile(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+fai
 
 def run(playbook, env_extra, args):
     env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1", **env_extra}
-    env["ANSIBLE_CALLBACKS_ENABLED"] = ""  # no per-task timing output in the measured runs
     started = time.monotonic()
     result = subprocess.run(
         [str(PLAYBOOK), "-i", str(REPO / "inventories" / "lab"), str(playbook), *args],

@@ -2,7 +2,7 @@
 
 The model itself is built once per run by the mcfleet.fleet.topology action (playbooks/topology.yml).
 "{{ mcfleet | mcfleet.fleet.router_config(inventory_hostname) }}"        config file text
-"{{ mcfleet | mcfleet.fleet.router_config_name(inventory_hostname) }}"   mcrouter.json | proxy.lua
+"{{ mcfleet | mcfleet.fleet.router_config_name(inventory_hostname) }}"   config.json | proxy.lua
 "{{ mcfleet | mcfleet.fleet.mcrouter_flags(inventory_hostname) }}"       list of mcrouter flags
 "{{ mcfleet | mcfleet.fleet.proxy_options(inventory_hostname, config_path, library_path) }}"
 "{{ mcfleet | mcfleet.fleet.memcached_clients(inventory_hostname) }}"    CIDRs that may reach a shard
