@@ -1,0 +1,191 @@
+#!/usr/bin/python
+"""Read a memcached server's health: version, settings against its config and expectations."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: memcached_health
+short_description: Read a memcached server's version, settings, counters and release
+description:
+  - Asks the memcached on O(address):O(port) for its version, C(stats settings) and counters,
+    reads the config file it was started from, and reports two kinds of difference, each as
+    host-independent items C({setting, expected, actual}) named as C(stats settings) names them.
+  - RV(pending) is the config file on disk against the running process (a restart is pending).
+  - RV(drift) is O(expected_settings) (what the inventory configures) against the running process.
+  - Also returns the host's Debian release and clock, so a preflight can check them in the same call.
+  - Read-only, except that O(round_trip) sets one key with a 30 s expiry and reads it back
+    (skipped in check mode); that probe is not a change of state, so RV(changed) is always false.
+  - A memcached that does not answer is reported (RV(running) false, RV(error)), not a failure:
+    the caller decides what it means.
+version_added: 0.2.0
+author: mcfleet developers
+options:
+  address:
+    description: Address memcached listens on (the topology model's address of the host).
+    type: str
+    required: true
+  port:
+    description: memcached's TCP port (the model's port of the host).
+    type: int
+    required: true
+  config_path:
+    description: The config file memcached is started from (Debian's wrapper reads it).
+    type: path
+    default: /etc/memcached.conf
+  expected_settings:
+    description: C(stats settings) names and the values the inventory configures, e.g. C(maxbytes).
+    type: dict
+    default: {}
+  round_trip:
+    description: Set and read back a short-lived key on the server.
+    type: bool
+    default: false
+attributes:
+  check_mode:
+    support: full
+    description: Reads only; the round trip is skipped in check mode.
+  diff_mode:
+    support: none
+    description: Changes nothing.
+  platform:
+    platforms: debian
+    description: Debian hosts running memcached.
+"""
+
+EXAMPLES = r"""
+- name: Read the shard's health against the inventory's settings
+  mcfleet.fleet.memcached_health:
+    address: "{{ mcfleet.hosts[inventory_hostname].address }}"
+    port: "{{ mcfleet.hosts[inventory_hostname].port }}"
+    expected_settings:
+      maxbytes: "{{ memcached_memory_mb * 1048576 }}"
+      maxconns: "{{ memcached_max_connections }}"
+    round_trip: true
+  register: shard_health
+"""
+
+RETURN = r"""
+running:
+  description: Whether memcached answered.
+  returned: always
+  type: bool
+error:
+  description: Why memcached did not answer.
+  returned: when not running
+  type: str
+version:
+  description: memcached's version.
+  returned: when running
+  type: str
+  sample: 1.6.38
+release:
+  description: The host's Debian release (VERSION_CODENAME of /etc/os-release).
+  returned: always
+  type: str
+  sample: trixie
+time:
+  description: The host's clock (seconds since the epoch) when it answered.
+  returned: always
+  type: float
+settings:
+  description: The running values of the compared settings (all of C(stats settings) is not returned).
+  returned: when running
+  type: dict
+pending:
+  description: Settings the config file on disk sets differently from the running process.
+  returned: when running
+  type: list
+  elements: dict
+restart_pending:
+  description: Whether RV(pending) is not empty (or the config file is newer than the process).
+  returned: when running
+  type: bool
+drift:
+  description: Settings the inventory expects that the running process does not have.
+  returned: when running
+  type: list
+  elements: dict
+counters:
+  description: bytes, limit_maxbytes, curr_items, get_hits, get_misses, evictions, uptime.
+  returned: when running
+  type: dict
+hit_ratio:
+  description: get_hits / (get_hits + get_misses), null before the first get.
+  returned: when running
+  type: float
+round_trip:
+  description: Whether a set and a get of a probe key worked (null when not asked or in check mode).
+  returned: always
+  type: bool
+"""
+
+import os
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.mcfleet.fleet.plugins.module_utils.memcached_health import (
+    HealthError,
+    drift,
+    hit_ratio,
+    read_server,
+    round_trip,
+    settings_from_config,
+)
+
+
+def debian_release(path="/etc/os-release"):
+    try:
+        with open(path) as stream:
+            for line in stream:
+                name, _, value = line.strip().partition("=")
+                if name == "VERSION_CODENAME":
+                    return value.strip('"')
+    except OSError:
+        pass
+    return ""
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            "address": {"type": "str", "required": True},
+            "port": {"type": "int", "required": True},
+            "config_path": {"type": "path", "default": "/etc/memcached.conf"},
+            "expected_settings": {"type": "dict", "default": {}},
+            "round_trip": {"type": "bool", "default": False},
+        },
+        supports_check_mode=True,
+    )
+    params = module.params
+    result = {"changed": False, "release": debian_release(), "time": time.time(), "round_trip": None}
+    try:
+        server = read_server(params["address"], params["port"])
+    except HealthError as error:
+        module.exit_json(running=False, error=str(error), **result)
+    on_disk = {}
+    config_newer = False
+    if os.path.exists(params["config_path"]):
+        with open(params["config_path"]) as stream:
+            on_disk = settings_from_config(stream.read())
+        started_at = result["time"] - (server["counters"].get("uptime") or 0)
+        config_newer = os.path.getmtime(params["config_path"]) > started_at + 1
+    compared = sorted(set(on_disk) | set(params["expected_settings"]))
+    pending = drift(on_disk, server["settings"])
+    result.update(
+        running=True,
+        version=server["version"],
+        settings={name: server["settings"].get(name) for name in compared},
+        pending=pending,
+        restart_pending=bool(pending) or config_newer,
+        drift=drift(params["expected_settings"], server["settings"]),
+        counters=server["counters"],
+        hit_ratio=hit_ratio(server["counters"]),
+    )
+    if params["round_trip"] and not module.check_mode:
+        result["round_trip"] = round_trip(params["address"], params["port"], "mcfleet:health:round-trip")
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
