@@ -6,6 +6,7 @@ mcfleet: "{{ groups | mcfleet.fleet.topology(hostvars) }}"
 "{{ mcfleet | mcfleet.fleet.mcrouter_flags(inventory_hostname) }}"       list of mcrouter flags
 "{{ mcfleet | mcfleet.fleet.proxy_options(inventory_hostname, config_path, library_path) }}"
 "{{ mcfleet | mcfleet.fleet.drill_plan(groups['all'], shard=..., mode=...) }}"   drill targets or refusals
+"{{ item | mcfleet.fleet.network_problem }}"   '' for an IPv4/IPv6 address or CIDR, else why not
 """
 
 from ansible.errors import AnsibleFilterError
@@ -13,6 +14,7 @@ from ansible_collections.mcfleet.fleet.plugins.module_utils import (
     drill_plan as drill_plan_utils,
 )
 from ansible_collections.mcfleet.fleet.plugins.module_utils import render_mcrouter, render_memcached_proxy
+from ansible_collections.mcfleet.fleet.plugins.module_utils.netfilter import NetfilterError, parse_network
 from ansible_collections.mcfleet.fleet.plugins.module_utils.topology import TopologyError, build_topology
 
 CONFIG_NAMES = {
@@ -60,6 +62,15 @@ def drill_plan(model, inventory_hosts, **choices):
     return drill_plan_utils.plan_drill(model, inventory_hosts, **choices)
 
 
+def network_problem(value):
+    """'' when `value` is an IPv4 or IPv6 address or CIDR network, as client_firewall reads it."""
+    try:
+        parse_network(value, "network")
+    except NetfilterError as error:
+        return str(error.__cause__ or error)
+    return ""
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -69,4 +80,5 @@ class FilterModule:
             "mcrouter_flags": mcrouter_flags,
             "proxy_options": proxy_options,
             "drill_plan": drill_plan,
+            "network_problem": network_problem,
         }

@@ -70,7 +70,9 @@ def parse_network(text, field, strict=False, forbid_loopback=False):
     try:
         network = ipaddress.ip_network(str(text).strip(), strict=strict)
     except ValueError as error:
-        raise_error(f"{field}={text!r}: not an IPv4 or IPv6 address or CIDR network ({error})")
+        # Chained, so the filter mcfleet.fleet.network_problem can show ipaddress's reason alone.
+        problem = f"{field}={text!r}: not an IPv4 or IPv6 address or CIDR network ({error})"
+        raise NetfilterError(problem) from error
     if forbid_loopback and network.is_loopback:
         raise_error(f"{field}={text!r}: loopback is never blocked")
     return network
