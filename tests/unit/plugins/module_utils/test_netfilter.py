@@ -366,7 +366,8 @@ def test_check_mode_plans_without_writing():
     table = FakeTable()
     change, listing = converge(table, FIREWALL_CHAIN, *firewall_state([11211]), check_mode=True)
     assert change.changed and table.scripts == []
-    assert listing == change.after == [firewall_state([11211])[1], f"-N {FIREWALL_CHAIN}", *firewall_state([11211])[0]]
+    rules, jump = firewall_state([11211])
+    assert listing == change.after == [jump, f"-N {FIREWALL_CHAIN}", *rules]
 
 
 def test_duplicate_jumps_keep_the_one_that_survives_deletion():
