@@ -184,6 +184,10 @@ def targets(lab, binary="iptables"):
     return [rule.split()[-1] for rule in lab.shard.input_rules(binary)]
 
 
+def listings(lab):
+    return lab.shard.run("iptables", "-w", "-S").stdout, lab.shard.run("ip6tables", "-w", "-S").stdout
+
+
 def assert_contract(lab):
     for binary in ("iptables", "ip6tables"):
         assert order_violations(lab.shard.input_rules(binary), {FIREWALL_CHAIN}) == [], binary
@@ -277,10 +281,10 @@ def test_ipv6_clients_are_admitted_and_the_rest_reset_and_a_block_holds_over_ipv
 def test_check_mode_changes_nothing_and_its_diff_is_what_happens(lab, modules):
     firewall, block = modules
     block(sources=[ROUTERS])
-    before = lab.shard.run("iptables-save").stdout, lab.shard.run("ip6tables-save").stdout
+    before = listings(lab)
     dry = firewall(check_mode=True)
     assert dry["changed"] is True
-    assert (lab.shard.run("iptables-save").stdout, lab.shard.run("ip6tables-save").stdout) == before
+    assert listings(lab) == before
     real = firewall()
     assert real["diff"] == dry["diff"]
     assert real["script"] == dry["script"] and real["script_ipv6"] == dry["script_ipv6"]
@@ -289,7 +293,7 @@ def test_check_mode_changes_nothing_and_its_diff_is_what_happens(lab, modules):
 
 def test_bad_input_is_refused_before_the_host_is_touched(lab, modules):
     firewall, _ = modules
-    before = lab.shard.run("iptables-save").stdout, lab.shard.run("ip6tables-save").stdout
+    before = listings(lab)
     for params, message in [
         ({"client_networks": [ROUTERS, "10.89.251.0/33"]}, "client_networks[1]='10.89.251.0/33'"),
         ({"client_networks": ["mw1001"]}, "client_networks[0]='mw1001'"),
@@ -299,4 +303,4 @@ def test_bad_input_is_refused_before_the_host_is_touched(lab, modules):
         failed = firewall(may_fail=True, **params)
         assert failed.get("failed") is True
         assert message in failed["msg"]
-    assert (lab.shard.run("iptables-save").stdout, lab.shard.run("ip6tables-save").stdout) == before
+    assert listings(lab) == before
