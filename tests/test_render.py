@@ -54,7 +54,8 @@ def test_golden_files(inventory):
 
 
 def test_render_playbook_writes_the_golden_files(tmp_path):
-    """render.yml, run for real, writes exactly what the renderers produce."""
+    """render.yml, run for real, writes exactly what the renderers produce (and, next to
+    each memcached_proxy config, the route library the memcached_proxy role ships)."""
     result = subprocess.run(
         [
             str(REPO / ".venv" / "bin" / "ansible-playbook"),
@@ -71,7 +72,12 @@ def test_render_playbook_writes_the_golden_files(tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     written = {str(p.relative_to(tmp_path)): p.read_text() for p in tmp_path.rglob("*") if p.is_file()}
-    assert written == rendered_files("lab")
+    library = REPO / "roles" / "memcached_proxy" / "files" / render_memcached_proxy.LIBRARY_NAME
+    expected = rendered_files("lab")
+    for host, router in model_of("lab")["routers"].items():
+        if router["engine"] == "memcached_proxy":
+            expected[f"{host}/{render_memcached_proxy.LIBRARY_NAME}"] = library.read_text()
+    assert written == expected
 
 
 def walk_handles(handle, found):

@@ -1,10 +1,11 @@
 """Ansible's view of the topology model: thin filters over the collection's module_utils.
 
-mcfleet: "{{ groups | mcfleet.fleet.topology(hostvars) }}"
+The model itself is built once per run by the mcfleet.fleet.topology action (playbooks/topology.yml).
 "{{ mcfleet | mcfleet.fleet.router_config(inventory_hostname) }}"        config file text
 "{{ mcfleet | mcfleet.fleet.router_config_name(inventory_hostname) }}"   mcrouter.json | proxy.lua
 "{{ mcfleet | mcfleet.fleet.mcrouter_flags(inventory_hostname) }}"       list of mcrouter flags
 "{{ mcfleet | mcfleet.fleet.proxy_options(inventory_hostname, config_path, library_path) }}"
+"{{ mcfleet | mcfleet.fleet.memcached_clients(inventory_hostname) }}"    CIDRs that may reach a shard
 "{{ mcfleet | mcfleet.fleet.drill_plan(groups['all'], shard=..., mode=...) }}"   drill targets or refusals
 "{{ item | mcfleet.fleet.network_problem }}"   '' for an IPv4/IPv6 address or CIDR, else why not
 """
@@ -15,19 +16,14 @@ from ansible_collections.mcfleet.fleet.plugins.module_utils import (
 )
 from ansible_collections.mcfleet.fleet.plugins.module_utils import render_mcrouter, render_memcached_proxy
 from ansible_collections.mcfleet.fleet.plugins.module_utils.netfilter import NetfilterError, parse_network
-from ansible_collections.mcfleet.fleet.plugins.module_utils.topology import TopologyError, build_topology
+from ansible_collections.mcfleet.fleet.plugins.module_utils.topology import (
+    memcached_clients,
+)
 
 CONFIG_NAMES = {
     "mcrouter": render_mcrouter.CONFIG_NAME,
     "memcached_proxy": render_memcached_proxy.CONFIG_NAME,
 }
-
-
-def topology(groups, hostvars):
-    try:
-        return build_topology(groups, hostvars)
-    except TopologyError as error:
-        raise AnsibleFilterError(str(error)) from None
 
 
 def _router(model, host):
@@ -74,11 +70,11 @@ def network_problem(value):
 class FilterModule:
     def filters(self):
         return {
-            "topology": topology,
             "router_config": router_config,
             "router_config_name": router_config_name,
             "mcrouter_flags": mcrouter_flags,
             "proxy_options": proxy_options,
             "drill_plan": drill_plan,
+            "memcached_clients": memcached_clients,
             "network_problem": network_problem,
         }

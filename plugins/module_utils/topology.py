@@ -13,6 +13,10 @@ Shape:
     ports, gutter_ttl_s, failover_errors, tko, cross_dc_tls, broadcast_prefix
     routers.<host>:  datacentre, engine, address, port, role, cross_dc_port
     hosts.<host>:    datacentre, pool, address, port
+    controller_addresses: addresses the controller reaches memcached from (drills, checks)
+
+Knobs given on the command line (`-e mcfleet_gutter_ttl_s=11`) arrive as strings: whole
+numbers and booleans written as text are read as what they say; anything else is refused.
 """
 
 import ipaddress
@@ -72,6 +76,8 @@ DEFAULTS = {
     "mcfleet_router_engine": "mcrouter",
     "mcfleet_cross_dc_tls": True,
     "mcfleet_remote_datacentres": {},
+    # Where playbooks run from: shards admit it so drills and checks can read them.
+    "mcfleet_controller_addresses": [],
 }
 TKO_DEFAULTS = {
     "timeouts_until_tko": 10,
@@ -89,6 +95,7 @@ FLEET_SETTINGS = (
     "mcfleet_tko",
     "mcfleet_cross_dc_tls",
     "mcfleet_remote_datacentres",
+    "mcfleet_controller_addresses",
 )
 # A datacentre name becomes part of key prefixes and Lua/JSON pool names.
 DATACENTRE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -99,9 +106,9 @@ class TopologyError(ValueError):
 
     def __init__(self, problems):
         self.problems = list(problems)
-        super().__init__(
-            f"invalid mcfleet topology ({len(self.problems)} problems):\n  - " + "\n  - ".join(self.problems)
-        )
+        count = f"{len(self.problems)} problem{'' if len(self.problems) == 1 else 's'}"
+        listed = "".join(f"\n  - {problem}" for problem in self.problems)
+        super().__init__(f"invalid mcfleet topology ({count}):{listed}")
 
 
 def build_topology(groups, hostvars):
@@ -111,14 +118,18 @@ def build_topology(groups, hostvars):
     hosts_sorted = sorted(membership)
     settings = _fleet_settings(hosts_sorted, hostvars, problems)
     ports = {
-        "memcached": settings["mcfleet_memcached_port"],
-        "router": settings["mcfleet_router_port"],
-        "tls": settings["mcfleet_tls_port"],
+        "memcached": _number(settings["mcfleet_memcached_port"]),
+        "router": _number(settings["mcfleet_router_port"]),
+        "tls": _number(settings["mcfleet_tls_port"]),
     }
+    # The memcached and router ports are checked per host below; the TLS port only here.
+    if not _is_port(ports["tls"]):
+        problems.append(f"mcfleet_tls_port: {ports['tls']!r} is not a TCP port (1..65535)")
     tko = _tko(settings["mcfleet_tko"], problems)
-    gutter_ttl_s = _gutter_ttl(settings["mcfleet_gutter_ttl_s"], problems)
+    gutter_ttl_s = _gutter_ttl(_number(settings["mcfleet_gutter_ttl_s"]), problems)
     failover_errors = _failover_errors(settings["mcfleet_failover_errors"], problems)
-    cross_dc_tls = settings["mcfleet_cross_dc_tls"]
+    controller_addresses = _controller_addresses(settings["mcfleet_controller_addresses"], problems)
+    cross_dc_tls = _boolean(settings["mcfleet_cross_dc_tls"])
     if not isinstance(cross_dc_tls, bool):
         problems.append(f"mcfleet_cross_dc_tls: {cross_dc_tls!r} is not a boolean")
         cross_dc_tls = True
@@ -197,7 +208,29 @@ def build_topology(groups, hostvars):
         "broadcast_prefix": BROADCAST_PREFIX,
         "routers": dict(sorted(model_routers.items())),
         "hosts": dict(sorted(model_hosts.items())),
+        "controller_addresses": controller_addresses,
     }
+
+
+def memcached_clients(model, host):
+    """Addresses that must reach memcached on `host`, as CIDRs (IPv4 /32, IPv6 /128).
+
+    Its own datacentre's routers and proxies, every other datacentre's proxies (they
+    carry cross-datacentre traffic in) and the controller. Sorted, IPv4 first.
+    """
+    datacentre = model["hosts"][host]["datacentre"]
+    addresses = set(model.get("controller_addresses") or [])
+    for name, dc in model["datacentres"].items():
+        pools = ("proxies_primary", "proxies_secondary")
+        if name == datacentre:
+            pools = ("routers", *pools)
+        for pool in pools:
+            addresses.update(entry["address"] for entry in dc[pool])
+    networks = {ipaddress.ip_network(address, strict=False) for address in addresses}
+    return [
+        str(network)
+        for network in sorted(networks, key=lambda n: (n.version, n.network_address, n.prefixlen))
+    ]
 
 
 def route_prefix(datacentre):
@@ -283,6 +316,23 @@ def _is_int(value):
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _number(value):
+    """A whole number written as text ('11', ' 11 ') is that number; anything else is kept as given."""
+    if isinstance(value, str) and re.fullmatch(r"\s*[+-]?[0-9]+\s*", value):
+        return int(value)
+    return value
+
+
+_BOOLEAN_WORDS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
+
+
+def _boolean(value):
+    """'true'/'false' (and yes/no, on/off) written as text are booleans; anything else is kept."""
+    if isinstance(value, str):
+        return _BOOLEAN_WORDS.get(value.strip().lower(), value)
+    return value
+
+
 def _is_port(value):
     return _is_int(value) and 1 <= value <= 65535
 
@@ -313,7 +363,7 @@ def _address_of(host, hvars, problems):
 
 
 def _port_of(host, hvars, name, default, problems):
-    port = _plain(hvars.get(name, default))
+    port = _number(_plain(hvars.get(name, default)))
     if not _is_port(port):
         problems.append(f"{host}: {name} {port!r} is not a TCP port (1..65535)")
         return None
@@ -338,6 +388,7 @@ def _tko(tko, problems):
         return dict(TKO_DEFAULTS)
     merged = dict(TKO_DEFAULTS)
     for key, value in tko.items():
+        value = _number(value)
         if key not in TKO_DEFAULTS:
             problems.append(f"mcfleet_tko.{key}: unknown setting (known: {', '.join(TKO_DEFAULTS)})")
         elif not _is_int(value) or value <= 0:
@@ -354,9 +405,26 @@ def _tko(tko, problems):
 
 def _gutter_ttl(ttl, problems):
     low, high = GUTTER_TTL_RANGE
-    if not _is_int(ttl) or not low <= ttl <= high:
+    if not _is_int(ttl):
+        problems.append(f"mcfleet_gutter_ttl_s: {ttl!r} is not a whole number of seconds ({low}..{high})")
+    elif not low <= ttl <= high:
         problems.append(f"mcfleet_gutter_ttl_s: {ttl!r} is out of range {low}..{high} seconds")
     return ttl
+
+
+def _controller_addresses(addresses, problems):
+    if isinstance(addresses, str):
+        addresses = [addresses]
+    if not isinstance(addresses, list):
+        problems.append(f"mcfleet_controller_addresses: {addresses!r} is not a list of addresses")
+        return []
+    valid = []
+    for address in addresses:
+        try:
+            valid.append(str(ipaddress.ip_network(str(address), strict=False)))
+        except ValueError:
+            problems.append(f"mcfleet_controller_addresses: {address!r} is not an IP address or network")
+    return sorted(set(valid))
 
 
 def _failover_errors(errors, problems):
