@@ -37,7 +37,8 @@ def test_rules_are_written_as_iptables_lists_them():
 def test_networks_are_canonicalised_and_bad_ones_refused():
     assert canonical_network("10.89.213.7/24") == "10.89.213.0/24"
     assert canonical_network("192.0.2.1") == "192.0.2.1/32"
-    for bad in ("10.0.0.0/33", "not-a-network", "2001:db8::/32", "300.1.1.1"):
+    assert canonical_network("2001:db8::7") == "2001:db8::7/128"
+    for bad in ("10.0.0.0/33", "not-a-network", "2001:db8::/129", "300.1.1.1"):
         with pytest.raises(FirewallSpecError):
             canonical_network(bad)
 

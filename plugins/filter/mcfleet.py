@@ -7,6 +7,7 @@ The model itself is built once per run by the mcfleet.fleet.topology action (pla
 "{{ mcfleet | mcfleet.fleet.proxy_options(inventory_hostname, config_path, library_path) }}"
 "{{ mcfleet | mcfleet.fleet.memcached_clients(inventory_hostname) }}"    CIDRs that may reach a shard
 "{{ mcfleet | mcfleet.fleet.drill_plan(groups['all'], shard=..., mode=...) }}"   drill targets or refusals
+"{{ item | mcfleet.fleet.network_problem }}"   '' for an IPv4/IPv6 address or CIDR, else why not
 """
 
 from ansible.errors import AnsibleFilterError
@@ -14,6 +15,7 @@ from ansible_collections.mcfleet.fleet.plugins.module_utils import (
     drill_plan as drill_plan_utils,
 )
 from ansible_collections.mcfleet.fleet.plugins.module_utils import render_mcrouter, render_memcached_proxy
+from ansible_collections.mcfleet.fleet.plugins.module_utils.netfilter import NetfilterError, parse_network
 from ansible_collections.mcfleet.fleet.plugins.module_utils.topology import (
     memcached_clients,
 )
@@ -56,6 +58,15 @@ def drill_plan(model, inventory_hosts, **choices):
     return drill_plan_utils.plan_drill(model, inventory_hosts, **choices)
 
 
+def network_problem(value):
+    """'' when `value` is an IPv4 or IPv6 address or CIDR network, as client_firewall reads it."""
+    try:
+        parse_network(value, "network")
+    except NetfilterError as error:
+        return str(error.__cause__ or error)
+    return ""
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -65,4 +76,5 @@ class FilterModule:
             "proxy_options": proxy_options,
             "drill_plan": drill_plan,
             "memcached_clients": memcached_clients,
+            "network_problem": network_problem,
         }

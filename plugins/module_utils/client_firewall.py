@@ -1,60 +1,86 @@
-"""The memcached firewall as data: which iptables rules admit clients, and how to get there.
+"""The memcached firewall as data: which iptables/ip6tables rules admit clients.
 
-Plain Python (no Ansible at import time) so pytest can check it without a host.
-Rules are compared in the form `iptables -S` prints them, which is the same on the
-nf_tables and legacy backends of iptables 1.8.7 (bullseye) to 1.8.11 (trixie).
+Plain Python (no Ansible at import time) so pytest can check it without a host. Reading,
+comparing, ordering and applying rules is the netfilter package's job; this file only says
+what the client firewall wants in each family:
+
+* a chain (default MCFLEET-MEMCACHED) that accepts loopback and the client networks of
+  that family, and rejects the rest of TCP;
+* one commented jump in INPUT that matches only the memcached TCP ports, placed after any
+  drill/maintenance jump (the ordering contract, netfilter/ordering.py).
 """
 
-import ipaddress
-import shlex
+from ansible_collections.mcfleet.fleet.plugins.module_utils.netfilter import (
+    FAMILIES,
+    NetfilterError,
+    Ruleset,
+    iptables_address,
+    is_maintenance_chain,
+    network_family,
+    parse_network,
+    parse_ruleset,
+    plan_chain,
+    validate_chain_name,
+)
 
 DEFAULT_CHAIN = "MCFLEET-MEMCACHED"
 DEFAULT_COMMENT = "mcfleet: only memcached clients reach memcached"
+# reject_with choices and what each family's REJECT calls them (iptables-extensions(8), REJECT).
+REJECT_WITH = {
+    "tcp-reset": {"ipv4": "tcp-reset", "ipv6": "tcp-reset"},
+    "icmp-port-unreachable": {"ipv4": "icmp-port-unreachable", "ipv6": "icmp6-port-unreachable"},
+    "icmp-admin-prohibited": {"ipv4": "icmp-admin-prohibited", "ipv6": "icmp6-adm-prohibited"},
+}
+
+# One error type for every refusal, whether of the spec or of the host.
+FirewallSpecError = NetfilterError
 
 
-class FirewallSpecError(ValueError):
-    """A client network, port or chain name the firewall cannot express."""
+def canonical_network(text, field="client_networks"):
+    """An IPv4 or IPv6 network as `iptables -S` prints it (`10.0.0.0/8`, `2001:db8::7/128`)."""
+    return iptables_address(parse_network(text, field))
 
 
-def canonical_network(text):
-    """Return an IPv4 network the way `iptables -S` prints it (`10.0.0.0/8`, `10.0.0.7/32`)."""
-    try:
-        network = ipaddress.IPv4Network(str(text).strip(), strict=False)
-    except ValueError as error:
-        raise FirewallSpecError(f"client network {text!r} is not an IPv4 address or CIDR: {error}") from None
-    return str(network) if "/" in str(network) else f"{network}/32"
+def networks_by_family(client_networks, field="client_networks"):
+    """{family: [canonical network, ...]} in the given order, duplicates left out."""
+    networks = {family: [] for family in FAMILIES}
+    for index, text in enumerate(client_networks):
+        network = parse_network(text, f"{field}[{index}]")
+        source = iptables_address(network)
+        if source not in networks[network_family(network)]:
+            networks[network_family(network)].append(source)
+    return networks
 
 
 def validate_ports(ports):
     if not ports:
-        raise FirewallSpecError("at least one memcached port is needed")
+        raise FirewallSpecError("ports=[]: at least one memcached port is needed")
     for port in ports:
-        if not 1 <= int(port) <= 65535:
-            raise FirewallSpecError(f"port {port!r} is outside 1-65535")
+        if isinstance(port, bool) or not 1 <= int(port) <= 65535:
+            raise FirewallSpecError(f"ports has {port!r}, which is outside 1-65535")
     return sorted({int(port) for port in ports})
 
 
 def validate_chain(chain):
-    # iptables limits chain names to 28 characters; a space or quote would break `-S` parsing.
-    if not chain or len(chain) > 28 or any(char.isspace() or char in "'\"!" for char in chain):
-        raise FirewallSpecError(f"chain name {chain!r} is not a valid iptables chain name")
+    validate_chain_name(chain, "chain")
+    if is_maintenance_chain(chain):
+        # The ordering contract would rank such a chain above the firewall itself.
+        raise FirewallSpecError(
+            f"chain={chain!r}: MCFLEET-DRILL* and MCFLEET-MAINT* are maintenance chains, "
+            "not the client firewall's"
+        )
     return chain
 
 
-def client_rules(chain, client_networks, allow_loopback=True, reject_with="tcp-reset"):
-    """The chain's rules in order: accept loopback and each client network, reject the rest."""
+def client_rules(chain, client_networks, allow_loopback=True, reject_with="tcp-reset", family="ipv4"):
+    """The chain's rules in one family: accept loopback and that family's networks, reject the rest."""
     rules = []
     if allow_loopback:
         rules.append(f"-A {chain} -i lo -j ACCEPT")
-    seen = set()
-    for network in client_networks:
-        source = canonical_network(network)
-        if source not in seen:
-            seen.add(source)
-            rules.append(f"-A {chain} -s {source} -j ACCEPT")
+    rules += [f"-A {chain} -s {source} -j ACCEPT" for source in networks_by_family(client_networks)[family]]
     # tcp-reset makes a refused client fail at once instead of waiting for a timeout.
     protocol = "-p tcp " if reject_with == "tcp-reset" else ""
-    rules.append(f"-A {chain} {protocol}-j REJECT --reject-with {reject_with}")
+    rules.append(f"-A {chain} {protocol}-j REJECT --reject-with {REJECT_WITH[reject_with][family]}")
     return rules
 
 
@@ -64,60 +90,52 @@ def jump_rule(chain, ports, comment=DEFAULT_COMMENT):
     return f'-A INPUT -p tcp -m multiport --dports {port_list} -m comment --comment "{comment}" -j {chain}'
 
 
-def rule_tokens(rule):
-    return tuple(shlex.split(rule))
+def desired_state(params):
+    """{family: (rules, jump)} for state=present, {family: (None, None)} for absent.
+
+    Every field is checked here, before the host is looked at; errors name field and value.
+    """
+    chain = validate_chain(params["chain"])
+    if params["state"] != "present":
+        return {family: (None, None) for family in FAMILIES}
+    networks_by_family(params["client_networks"])
+    jump = jump_rule(chain, params["ports"], params["comment"])
+    return {
+        family: (
+            client_rules(
+                chain, params["client_networks"], params["allow_loopback"], params["reject_with"], family
+            ),
+            jump,
+        )
+        for family in FAMILIES
+    }
+
+
+# --- plans from pieces of `iptables -S` output (kept for callers that hold only those) ------
 
 
 def chain_rules(listing, chain):
-    """Rules of `chain` from `iptables -S CHAIN` output (the `-N` line left out)."""
-    prefix = ("-A", chain)
-    return [line for line in listing.splitlines() if rule_tokens(line)[:2] == prefix]
+    """Rules of `chain` from `iptables -S [CHAIN]` output (the `-N` line left out)."""
+    return parse_ruleset(listing).rules(chain) or []
 
 
 def jumps_to(listing, chain):
-    """INPUT rules (from `iptables -S INPUT`) whose target is `chain`."""
-    jumps = []
-    for line in listing.splitlines():
-        tokens = rule_tokens(line)
-        if tokens[:2] == ("-A", "INPUT") and tokens[-2:] == ("-j", chain):
-            jumps.append(line)
-    return jumps
+    """INPUT rules (from `iptables -S [INPUT]` output) whose target is `chain`."""
+    return parse_ruleset(listing).jumps(chain)
 
 
-def listing(chain, rules, jumps):
-    """Jump rules and chain as one listing (for diffs and results); `rules` None: no chain."""
-    return [*jumps, *([f"-N {chain}", *rules] if rules is not None else [])]
+def plan(chain, current_rules, current_jumps, desired_rules=None, desired_jump=None, input_rules=None):
+    """netfilter.plan_chain() for a table given in pieces; `input_rules` defaults to the jumps.
 
-
-def plan(chain, current_rules, current_jumps, desired_rules=None, desired_jump=None):
-    """Decide what turns the current state into the desired one.
-
-    `current_rules` is None when the chain does not exist.  `desired_rules` of None means
-    the firewall must be removed.  Returns a dict: `changed`, `script` (input for
-    `iptables-restore --noflush`, applied as one transaction), `before` and `after`
-    (rule listings for a diff).
+    Returns a dict: `changed`, `script` (for `iptables-restore --noflush`), `before`, `after`.
     """
-    before = listing(chain, current_rules, current_jumps)
-    commands = []
-    if desired_rules is None:
-        commands += ["-D" + jump[2:] for jump in current_jumps]
-        if current_rules is not None:
-            commands += [f"-F {chain}", f"-X {chain}"]
-        after = []
-    else:
-        wanted = [rule_tokens(rule) for rule in desired_rules]
-        if current_rules is None or [rule_tokens(rule) for rule in current_rules] != wanted:
-            # Declaring an existing chain in --noflush mode empties it; -F makes that explicit.
-            commands += [f":{chain} - [0:0]", f"-F {chain}", *desired_rules]
-        kept_jump = False
-        for jump in current_jumps:
-            if not kept_jump and rule_tokens(jump) == rule_tokens(desired_jump):
-                kept_jump = True
-            else:
-                commands.append("-D" + jump[2:])
-        if not kept_jump:
-            # At the top of INPUT, so an earlier broad ACCEPT cannot bypass the chain.
-            commands.append("-I INPUT 1" + desired_jump[len("-A INPUT") :])
-        after = listing(chain, desired_rules, [desired_jump])
-    script = "\n".join(["*filter", *commands, "COMMIT", ""]) if commands else ""
-    return {"changed": bool(commands), "script": script, "before": before, "after": after}
+    chains = {"INPUT": list(current_jumps if input_rules is None else input_rules)}
+    if current_rules is not None:
+        chains[chain] = list(current_rules)
+    change = plan_chain(Ruleset(chains=chains), chain, desired_rules, desired_jump)
+    return {
+        "changed": change.changed,
+        "script": change.script(),
+        "before": change.before,
+        "after": change.after,
+    }

@@ -1,85 +1,58 @@
 """Block a memcached shard's port for a failover drill, and always lift the block again.
 
 The block lives in one dedicated chain (default MCFLEET-DRILL) per address family, reached
-by one commented jump rule at the top of INPUT. Nothing else is touched: removal deletes
-only jump rules that target that chain, then flushes and deletes the chain.
+by one commented jump rule at the top of INPUT, above the client firewall's jump (the
+ordering contract of the netfilter package, which does all reading and writing of rules).
+Nothing else is touched: removal deletes only jump rules that target that chain, then
+flushes and deletes the chain.
 
 A rollback script (plain /bin/sh and the same iptables binaries, no Python) is written
 before the block goes in, and a systemd timer runs it, so the block lifts by itself if
 the controller never comes back.
 
-Every command goes through a CommandRunner, whose prefix (e.g. `ip netns exec NS`) lets
+This file keeps what is the drill's own: the request, conntrack, and the rollback script,
+record and timer. Every command goes through a CommandRunner, whose prefix (e.g. `ip netns exec NS`) lets
 the same code run inside a network namespace; the rollback script carries that prefix too.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import re
 import shlex
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
+
+from ansible_collections.mcfleet.fleet.plugins.module_utils.netfilter import (
+    BACKENDS,
+    DRILL_CHAIN_PATTERN,
+    FAMILIES,
+    CommandRunner,
+    NetfilterError,
+    parse_backend,
+    parse_network,
+    render_rule,
+    validate_chain_name,
+    validate_netns,
+)
+
+# Re-exported: callers and tests name them through this module.
+__all__ = ["BACKENDS", "FAMILIES", "CommandRunner", "parse_backend", "validate_netns"]
 
 DEFAULT_CHAIN = "MCFLEET-DRILL"
 DEFAULT_STATE_DIR = "/run/mcfleet"
 MODES = ("reject", "drop")
-BACKENDS = ("nf_tables", "legacy")
 SSH_PORT = 22
 MAX_ROLLBACK_S = 86400
-# Only drill chains: a typo must never let the module flush another role's MCFLEET-* chain.
-# iptables chain names are limited to 28 characters.
-CHAIN_PATTERN = re.compile(r"^MCFLEET-DRILL(-[A-Z0-9]+)*$")
-CHAIN_MAX_LENGTH = 28
-NETNS_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 JUMP_COMMENT = "mcfleet.fleet.shard_block drill; lifted by its rollback timer"
-FAMILIES = ("ipv4", "ipv6")
-
-_FAMILY_TOOLS = {
-    # family: (plain binary stem, conntrack -f value)
-    "ipv4": ("iptables", "ipv4"),
-    "ipv6": ("ip6tables", "ipv6"),
-}
-_BACKEND_SUFFIX = {"nf_tables": "nft", "legacy": "legacy"}
+_CONNTRACK_FAMILY = {"ipv4": "ipv4", "ipv6": "ipv6"}
 _CONNTRACK_DELETED = re.compile(r"(\d+) flow entries have been deleted")
 
-
-class ShardBlockError(Exception):
-    """A request or a host state that must stop the module with a clear message."""
-
-
-@dataclass(frozen=True)
-class CommandResult:
-    rc: int
-    stdout: str
-    stderr: str
-
-
-class CommandRunner:
-    """Runs argv lists through `run(argv, data) -> (rc, stdout, stderr)`, behind a fixed prefix."""
-
-    def __init__(self, run, prefix=()):
-        self._run = run
-        self.prefix = tuple(prefix)
-
-    def argv(self, argv):
-        return [*self.prefix, *argv]
-
-    def __call__(self, argv, data=None):
-        rc, stdout, stderr = self._run(self.argv(argv), data)
-        return CommandResult(rc, stdout or "", stderr or "")
-
-    def checked(self, argv, data=None):
-        result = self(argv, data)
-        if result.rc != 0:
-            raise ShardBlockError(
-                f"command failed (rc={result.rc}): {shlex.join(self.argv(argv))}: "
-                f"{(result.stderr or result.stdout).strip()}"
-            )
-        return result
+# A drill's errors are netfilter errors: one type for the module to report.
+ShardBlockError = NetfilterError
 
 
 # --- request -------------------------------------------------------------------------
@@ -120,6 +93,13 @@ class BlockRequest:
         version = 4 if family == "ipv4" else 6
         return [["-s", str(source), *match] for source in self.sources if source.version == version]
 
+    def jump_line(self):
+        return render_rule("-A", "INPUT", self.jump_rule())
+
+    def chain_lines(self, family):
+        """The chain's rules for one family as `-A` lines (none: the family holds no block)."""
+        return [render_rule("-A", self.chain, rule) for rule in self.chain_rules(family)]
+
 
 def validate_request(port, mode, sources, chain=DEFAULT_CHAIN):
     """Check every field; errors name the field and the value it got."""
@@ -130,27 +110,19 @@ def validate_request(port, mode, sources, chain=DEFAULT_CHAIN):
     if mode not in MODES:
         raise ShardBlockError(f"mode={mode!r}: must be one of {', '.join(MODES)}")
     validate_chain(chain)
-    networks = []
-    for index, source in enumerate(sources or []):
-        try:
-            network = ipaddress.ip_network(str(source).strip(), strict=True)
-        except ValueError as error:
-            raise ShardBlockError(
-                f"sources[{index}]={source!r}: not an IP address or CIDR network ({error})"
-            ) from None
-        if network.is_loopback:
-            raise ShardBlockError(f"sources[{index}]={source!r}: loopback is never blocked")
-        networks.append(network)
+    networks = [
+        parse_network(source, f"sources[{index}]", strict=True, forbid_loopback=True)
+        for index, source in enumerate(sources or [])
+    ]
     unique = sorted(set(networks), key=lambda net: (net.version, net.network_address, net.prefixlen))
     return BlockRequest(port=port, mode=mode, sources=tuple(unique), chain=chain)
 
 
 def validate_chain(chain):
-    if not isinstance(chain, str) or not CHAIN_PATTERN.match(chain) or len(chain) > CHAIN_MAX_LENGTH:
-        raise ShardBlockError(
-            f"chain={chain!r}: must be MCFLEET-DRILL or MCFLEET-DRILL-<NAME> "
-            f"(capitals and digits, at most {CHAIN_MAX_LENGTH} characters)"
-        )
+    # Only drill chains: a typo must never let the module flush another role's MCFLEET-* chain.
+    return validate_chain_name(
+        chain, "chain", DRILL_CHAIN_PATTERN, "MCFLEET-DRILL or MCFLEET-DRILL-<NAME> (capitals and digits)"
+    )
 
 
 def validate_rollback_after(seconds):
@@ -161,145 +133,6 @@ def validate_rollback_after(seconds):
         )
 
 
-def validate_netns(netns):
-    if netns is not None and not NETNS_PATTERN.match(netns):
-        raise ShardBlockError(f"netns={netns!r}: not a network namespace name")
-
-
-# --- iptables of one family and one backend --------------------------------------------
-
-
-def parse_backend(version_output):
-    """`iptables -V` prints e.g. 'iptables v1.8.9 (nf_tables)'; before 1.8 only legacy existed."""
-    if "(nf_tables)" in version_output:
-        return "nf_tables"
-    if "(legacy)" in version_output or re.search(r"iptables v1\.[0-7]\.", version_output):
-        return "legacy"
-    raise ShardBlockError(f"cannot tell the iptables backend from {version_output.strip()!r}")
-
-
-def detect_backend(runner):
-    result = runner.checked(["iptables", "-V"])
-    return parse_backend(result.stdout + result.stderr)
-
-
-def render_rule(command, chain, tokens):
-    """One rule as `iptables -S` prints it (and as iptables-restore reads it)."""
-    words = [f'"{token}"' if " " in token else token for token in tokens]
-    return " ".join([command, chain, *words])
-
-
-@dataclass
-class FamilyState:
-    """What one family holds of ours: jump rules in INPUT and the chain's rules."""
-
-    jump_lines: list = field(default_factory=list)
-    jump_is_first: bool = False
-    chain_exists: bool = False
-    chain_lines: list = field(default_factory=list)
-
-    @property
-    def present(self):
-        return bool(self.jump_lines) or self.chain_exists
-
-    def listing(self, chain):
-        lines = list(self.jump_lines)
-        if self.chain_exists:
-            lines.append(f"-N {chain}")
-            lines.extend(self.chain_lines)
-        return lines
-
-
-class Iptables:
-    """iptables (or ip6tables) of one backend, limited to the drill chain and its jump."""
-
-    def __init__(self, runner, family, binary, restore_binary):
-        self.runner = runner
-        self.family = family
-        self.binary = binary
-        self.restore_binary = restore_binary
-
-    def _run(self, *args):
-        return self.runner([self.binary, "-w", *args])
-
-    def available(self):
-        return self._run("-S", "INPUT").rc == 0
-
-    def read(self, chain):
-        state = FamilyState()
-        listing = self.runner.checked([self.binary, "-w", "-S", "INPUT"]).stdout.splitlines()
-        input_rules = [line for line in listing if line.startswith("-A INPUT ")]
-        state.jump_lines = [line for line in input_rules if shlex.split(line)[-2:] == ["-j", chain]]
-        state.jump_is_first = len(state.jump_lines) == 1 and input_rules[0] == state.jump_lines[0]
-        chain_listing = self._run("-S", chain)
-        if chain_listing.rc == 0:
-            state.chain_exists = True
-            state.chain_lines = [line for line in chain_listing.stdout.splitlines() if line.startswith("-A ")]
-        return state
-
-    def rule_exists(self, chain, tokens):
-        return self._run("-C", chain, *tokens).rc == 0
-
-    def matches(self, state, request):
-        """True when the family holds exactly the requested rules and one jump at the top."""
-        wanted = request.chain_rules(self.family)
-        if not wanted:
-            return not state.present
-        if not (state.chain_exists and state.jump_is_first and len(state.chain_lines) == len(wanted)):
-            return False
-        if not self.rule_exists("INPUT", request.jump_rule()):
-            return False
-        return all(self.rule_exists(request.chain, rule) for rule in wanted)
-
-    def apply(self, state, request):
-        """Replace the chain's contents and place the jump in one iptables-restore transaction."""
-        chain = request.chain
-        lines = ["*filter", f":{chain} - [0:0]"]  # declares, or empties, the chain
-        lines += [render_rule("-A", chain, rule) for rule in request.chain_rules(self.family)]
-        jump_ok = state.jump_is_first and self.rule_exists("INPUT", request.jump_rule())
-        if not jump_ok:
-            lines += [line.replace("-A INPUT ", "-D INPUT ", 1) for line in state.jump_lines]
-            lines.append(render_rule("-I", "INPUT 1", request.jump_rule()))
-        lines.append("COMMIT")
-        self.runner.checked([self.restore_binary, "-w", "--noflush"], data="\n".join(lines) + "\n")
-
-    def remove(self, state, chain):
-        """Delete our jump rules, then flush and delete our chain; nothing else."""
-        for line in state.jump_lines:
-            self.runner.checked([self.binary, "-w", "-D", *shlex.split(line)[1:]])
-        if state.chain_exists:
-            self.runner.checked([self.binary, "-w", "-F", chain])
-            self.runner.checked([self.binary, "-w", "-X", chain])
-
-    def removal_script_lines(self, request):
-        """Shell lines that lift the block with no Python: the same steps as remove()."""
-        run = shlex.join(self.runner.argv([self.binary, "-w"]))
-        jump = shlex.join(request.jump_rule())
-        chain = shlex.quote(request.chain)
-        return [
-            f"# {self.family}",
-            # Bounded loop: a duplicate jump is removed too, and -D failing ends it.
-            f"for attempt in 1 2 3 4 5 6 7 8; do {run} -D INPUT {jump} 2>/dev/null || break; done",
-            f"{run} -F {chain} 2>/dev/null",
-            f"{run} -X {chain} 2>/dev/null",
-            f"if {run} -S {chain} >/dev/null 2>&1; then failed=1; fi",
-        ]
-
-
-def family_tables(runner, backend, which):
-    """The Iptables of each family for this backend, None where the binary is missing or unusable."""
-    suffix = _BACKEND_SUFFIX[backend]
-    tables = {}
-    for family, (stem, _) in _FAMILY_TOOLS.items():
-        binary = which(f"{stem}-{suffix}") or which(stem)
-        restore = which(f"{stem}-{suffix}-restore") or which(f"{stem}-restore")
-        table = Iptables(runner, family, binary, restore) if binary and restore else None
-        tables[family] = table if table and table.available() else None
-    if tables["ipv4"] is None:
-        raise ShardBlockError(f"iptables ({backend}) is missing or unusable on this host")
-    return tables
-
-
 # --- conntrack ---------------------------------------------------------------------------
 
 
@@ -307,7 +140,7 @@ def delete_conntrack_entries(runner, conntrack, request, families):
     """Delete tracked TCP flows to the port (from the sources, if any); returns how many went."""
     deleted = 0
     for family in sorted(families):
-        base = [conntrack, "-D", "-f", _FAMILY_TOOLS[family][1], "-p", "tcp", "--dport", str(request.port)]
+        base = [conntrack, "-D", "-f", _CONNTRACK_FAMILY[family], "-p", "tcp", "--dport", str(request.port)]
         version = 4 if family == "ipv4" else 6
         sources = [source for source in request.sources if source.version == version]
         commands = [[*base, "-s", str(source)] for source in sources] if request.sources else [base]
@@ -362,7 +195,7 @@ def rollback_script(tables, request, paths, backend):
     ]
     for family in FAMILIES:
         if tables.get(family) is not None:
-            lines += tables[family].removal_script_lines(request)
+            lines += tables[family].removal_shell_lines(request.chain, request.jump_rule())
     lines += [f"rm -f {shlex.quote(paths.record)}", 'exit "$failed"', ""]
     return "\n".join(lines)
 

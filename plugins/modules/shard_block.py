@@ -11,9 +11,10 @@ description:
   - Runs on the shard host. Blocks TCP to the memcached port from every client, or only from
     O(sources) (the routers), so the routers fail over to the gutter pool.
   - The rules live in one dedicated chain (O(chain)) per address family, reached by one commented
-    jump rule inserted at the top of INPUT (checked with C(-C) first), so it precedes any
-    C(ESTABLISHED) accept and any other role's chain. Loopback (C(-i lo)) is never blocked and
-    only the given port is matched, so SSH is never affected.
+    jump rule inserted at the top of INPUT, so it precedes any C(ESTABLISHED) accept and the client
+    firewall's chain (M(mcfleet.fleet.client_firewall) keeps its own jump below every drill jump).
+    A jump found below anything but another drill or maintenance jump is moved back to the top.
+    Loopback (C(-i lo)) is never blocked and only the given port is matched, so SSH is never affected.
   - IPv4 with iptables and IPv6 with ip6tables. Blocking every client mirrors the block in both
     families where ip6tables works; with sources, each family gets the sources of its version.
   - The iptables backend (nf_tables or legacy) is read from C(iptables -V), recorded in a state
@@ -166,25 +167,29 @@ import os
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.mcfleet.fleet.plugins.module_utils.shard_block import (
+from ansible_collections.mcfleet.fleet.plugins.module_utils.netfilter import (
     BACKENDS,
+    FAMILIES,
+    CommandRunner,
+    converge,
+    detect_backend,
+    family_tables,
+    netns_prefix,
+    plan_chain,
+    validate_netns,
+)
+from ansible_collections.mcfleet.fleet.plugins.module_utils.shard_block import (
     DEFAULT_CHAIN,
     DEFAULT_STATE_DIR,
-    FAMILIES,
     MODES,
-    CommandRunner,
     DrillPaths,
     ShardBlockError,
     SystemdRollbackTimer,
     delete_conntrack_entries,
-    detect_backend,
-    family_tables,
     load_record,
     make_record,
-    render_rule,
     rollback_script,
     validate_chain,
-    validate_netns,
     validate_request,
     validate_rollback_after,
     write_private_file,
@@ -208,19 +213,10 @@ def listing_text(listings):
     return "".join(f"{family}: {line}\n" for family in FAMILIES for line in listings.get(family, []))
 
 
-def planned_listing(request, tables):
-    planned = {}
-    for family, table in tables.items():
-        rules = request.chain_rules(family) if table else []
-        if rules:
-            planned[family] = [
-                render_rule("-A", "INPUT", request.jump_rule()),
-                f"-N {request.chain}",
-                *(render_rule("-A", request.chain, rule) for rule in rules),
-            ]
-        else:
-            planned[family] = []
-    return planned
+def desired(request, family):
+    """(chain rules, jump) for one family; (None, None) where the family holds no block."""
+    rules = request.chain_lines(family)
+    return (rules, request.jump_line()) if rules else (None, None)
 
 
 class ShardBlockModule:
@@ -236,8 +232,7 @@ class ShardBlockModule:
             self.request = validate_request(
                 params["port"], params["mode"], params["sources"], params["chain"]
             )
-        prefix = ["ip", "netns", "exec", params["netns"]] if params["netns"] else []
-        self.runner = CommandRunner(self._run, prefix)
+        self.runner = CommandRunner(self._run, netns_prefix(params["netns"]))
         self.paths = DrillPaths(params["state_dir"], params["chain"], params["netns"])
         systemctl = module.get_bin_path("systemctl")
         systemd_run = module.get_bin_path("systemd-run")
@@ -259,11 +254,12 @@ class ShardBlockModule:
         return self.module.run_command(argv, data=data, binary_data=data is not None)
 
     def read(self):
-        return {family: table.read(self.paths.chain) for family, table in self.tables.items() if table}
+        """Each usable family's whole filter table."""
+        return {family: table.read() for family, table in self.tables.items() if table}
 
-    def listings(self, states):
+    def listings(self, rulesets):
         return {
-            family: states[family].listing(self.paths.chain) if family in states else []
+            family: rulesets[family].listing(self.paths.chain) if family in rulesets else []
             for family in FAMILIES
         }
 
@@ -309,14 +305,18 @@ class ShardBlockModule:
             if not conntrack:
                 raise ShardBlockError("flush_conntrack=true but the conntrack tool is not installed")
 
-        states = self.read()
-        before = self.listings(states)
-        rules_match = all(self.tables[family].matches(state, request) for family, state in states.items())
+        rulesets = self.read()
+        before = self.listings(rulesets)
+        plans = {
+            family: plan_chain(ruleset, request.chain, *desired(request, family))
+            for family, ruleset in rulesets.items()
+        }
         armed = self.timer.is_armed(self.paths.timer_unit)
-        if rules_match and armed:
+        if not any(change.changed for change in plans.values()) and armed:
             return self.result(False, before, armed, before)
         if self.module.check_mode:
-            return self.result(True, planned_listing(request, self.tables), True, before)
+            planned = {family: change.after for family, change in plans.items()}
+            return self.result(True, planned, True, before)
 
         # The rollback is in place before the first rule goes in.
         write_private_file(
@@ -327,12 +327,9 @@ class ShardBlockModule:
         self.timer.arm(self.paths.timer_unit, params["rollback_after_s"], self.paths.script)
 
         try:
-            for family, state in states.items():
-                table = self.tables[family]
-                if request.chain_rules(family):
-                    table.apply(state, request)
-                elif state.present:
-                    table.remove(state, request.chain)
+            for family, ruleset in rulesets.items():
+                # The block goes to the top of INPUT, above the client firewall's jump.
+                converge(self.tables[family], request.chain, *desired(request, family), ruleset=ruleset)
         except ShardBlockError as error:
             # A half-applied block must not wait for the timer.
             try:
@@ -350,17 +347,16 @@ class ShardBlockModule:
         return self.result(True, self.listings(self.read()), True, before, deleted, applied_at)
 
     def remove_all(self):
-        states = self.read()
-        for family, state in states.items():
-            if state.present:
-                self.tables[family].remove(state, self.paths.chain)
-        return states
+        """Delete our jumps and chain in every family, one transaction per family."""
+        for table in self.tables.values():
+            if table:
+                converge(table, self.paths.chain)
 
     def absent(self):
-        states = self.read()
-        before = self.listings(states)
+        rulesets = self.read()
+        before = self.listings(rulesets)
         armed = self.timer.is_armed(self.paths.timer_unit)
-        present = any(state.present for state in states.values())
+        present = any(ruleset.holds(self.paths.chain) for ruleset in rulesets.values())
         if not (present or armed):
             self.forget()
             return self.result(False, before, False, before)
