@@ -3,7 +3,7 @@
 
 DOCUMENTATION = r"""
 ---
-module: memcached_firewall
+module: client_firewall
 short_description: Let only client networks reach memcached's TCP ports
 description:
   - Keeps one iptables chain (default C(MCFLEET-MEMCACHED)) that accepts loopback and the
@@ -48,17 +48,17 @@ options:
     choices: [present, absent]
     default: present
 author:
-  - mcfleet
+  - mcfleet maintainers (@mcfleet)
 """
 
 EXAMPLES = r"""
 - name: Only the app servers reach memcached
-  memcached_firewall:
+  mcfleet.fleet.client_firewall:
     ports: [11211, 11214]
     client_networks: [10.64.0.0/16, 10.192.0.0/16]
 
 - name: Remove the memcached firewall
-  memcached_firewall:
+  mcfleet.fleet.client_firewall:
     ports: [11211]
     state: absent
 """
