@@ -168,7 +168,7 @@ attributes:
     description: Can run in check mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
+    description: Returns details on what has changed (or would change in check mode).
     support: full
 """
 
