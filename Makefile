@@ -68,7 +68,7 @@ ansible-test-venv:
 
 ansible-test-tree:
 	rm -rf $(ANSIBLE_TEST_TREE) && mkdir -p $(ANSIBLE_TEST_TREE)
-	git ls-files -z --cached --others --exclude-standard -- . ':!.collections' ':!.venv' \
+	git ls-files -z --cached --others --exclude-standard -- . ':!.collections' ':!.venv' ':!.ansible' \
 	  | xargs -0 -r sh -c 'for f; do [ -e "$$f" ] && printf "%s\0" "$$f"; done' sh \
 	  | tar --null -T - -cf - | tar -xf - -C $(ANSIBLE_TEST_TREE)
 	@# A repository of its own: ansible-test lists files with git, and in this checkout
