@@ -8,7 +8,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 LAB_SUITES := bookworm trixie
 TEST_SUITES := bullseye bookworm trixie
 
-.PHONY: bootstrap lab lab-destroy test lint unit molecule
+.PHONY: bootstrap lab lab-destroy test lint unit ansible-test ansible-test-venv ansible-test-tree sanity units molecule
 
 bootstrap:
 	lab/bootstrap.sh $(LAB_SUITES)
@@ -28,7 +28,7 @@ lab-destroy:
 
 test:
 	lab/bootstrap.sh $(TEST_SUITES)
-	$(MAKE) --no-print-directory lint unit molecule
+	$(MAKE) --no-print-directory lint unit ansible-test molecule
 	@# pytest's summary again, last, so it is the line a reader (or CI) sees.
 	@tail -n 1 .cache/pytest-summary.txt
 
@@ -37,11 +37,53 @@ lint:
 	ruff format --check .
 	ansible-lint --profile production
 
+# Plain pytest: the unit tests (also run by `ansible-test units` below) and
+# tests/integration_local, which drive ansible-playbook, lab/bootstrap.sh and podman.
 unit:
 	@mkdir -p .cache
-	set -o pipefail; pytest -q tests 2>&1 | tee .cache/pytest-summary.txt
+	set -o pipefail; pytest -q tests/unit tests/integration_local 2>&1 | tee .cache/pytest-summary.txt
 
-# Scenarios by name, so a new one must be listed (tests/test_repository.py checks).
+# ansible-test needs the collection at .../ansible_collections/mcfleet/fleet: it runs on a
+# copy of the tracked and untracked-but-not-ignored files (the .collections link excluded).
+# It runs --local in a venv of its own (.cache/ansible-test-venv, from the pins of
+# tests/requirements-ansible-test.txt, from PyPI); --docker would need a container registry.
+# Each sanity test still gets a venv of ansible-test's making with its pinned tools: pip is
+# bootstrapped there by tests/sanity/get_pip.py (ensurepip + PyPI) instead of the script
+# ansible-test downloads from ci-files.testing.ansible.com, which is out of reach.
+ANSIBLE_TEST_PIP_VERSION := 24.2
+GET_PIP := $(HOME)/.ansible/test/cache/get_pip_$(subst .,_,$(ANSIBLE_TEST_PIP_VERSION)).py
+ANSIBLE_TEST_TREE := .cache/ansible-test/ansible_collections/mcfleet/fleet
+ANSIBLE_TEST_VENV := $(CURDIR)/.cache/ansible-test-venv
+ANSIBLE_TEST := cd $(ANSIBLE_TEST_TREE) && PATH=$(ANSIBLE_TEST_VENV)/bin:$$PATH ansible-test
+ansible-test: sanity units
+
+ansible-test-venv:
+	@want=$$(sha256sum tests/requirements-ansible-test.txt | cut -d' ' -f1); \
+	if [ "$$(cat $(ANSIBLE_TEST_VENV)/.requirements.sha256 2>/dev/null)" != "$$want" ]; then \
+	  echo "installing tests/requirements-ansible-test.txt into $(ANSIBLE_TEST_VENV)"; \
+	  rm -rf $(ANSIBLE_TEST_VENV) && python3 -m venv $(ANSIBLE_TEST_VENV) && \
+	  $(ANSIBLE_TEST_VENV)/bin/pip install -q -r tests/requirements-ansible-test.txt && \
+	  echo "$$want" >$(ANSIBLE_TEST_VENV)/.requirements.sha256; \
+	fi
+
+ansible-test-tree:
+	rm -rf $(ANSIBLE_TEST_TREE) && mkdir -p $(ANSIBLE_TEST_TREE)
+	git ls-files -z --cached --others --exclude-standard -- . ':!.collections' ':!.venv' ':!.ansible' \
+	  | xargs -0 -r sh -c 'for f; do [ -e "$$f" ] && printf "%s\0" "$$f"; done' sh \
+	  | tar --null -T - -cf - | tar -xf - -C $(ANSIBLE_TEST_TREE)
+	@# A repository of its own: ansible-test lists files with git, and in this checkout
+	@# .cache/ is ignored (in the new repository the copied files are untracked, not ignored).
+	git -C $(ANSIBLE_TEST_TREE) init -q
+
+# Every sanity test runs, validate-modules included.
+sanity: ansible-test-venv ansible-test-tree
+	@[ -s $(GET_PIP) ] || install -D -m 0644 tests/sanity/get_pip.py $(GET_PIP)
+	$(ANSIBLE_TEST) sanity --local --python 3.11 --color no
+
+units: ansible-test-venv ansible-test-tree
+	$(ANSIBLE_TEST) units --local --python 3.11 --color no
+
+# Scenarios by name: a new scenario must be added here.
 # Molecule prints "CRITICAL 'molecule/default/molecule.yml' glob failed" on every run:
 # it looks for a `default` scenario this repository does not have, and carries on.
 MOLECULE_SCENARIOS := memcached router drill

@@ -71,7 +71,7 @@ requirements:
 notes:
   - Supports check mode and diff mode (rule listings before and after, per family).
 author:
-  - mcfleet
+  - mcfleet maintainers (@mcfleet)
 """
 
 EXAMPLES = r"""

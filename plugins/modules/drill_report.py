@@ -19,7 +19,7 @@ description:
   - Runs on the controller. C(changed) only when a file's content differs; check mode
     builds the report and writes nothing.
 version_added: "0.1.0"
-author: mcfleet maintainers
+author: mcfleet maintainers (@mcfleet)
 options:
   drill_id:
     description: Names the report files.
@@ -51,8 +51,10 @@ options:
     default: reports
 attributes:
   check_mode:
+    description: Can run in check mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
+    description: Returns details on what has changed (or would change in check mode).
     support: full
 """
 

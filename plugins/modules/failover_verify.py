@@ -33,7 +33,7 @@ description:
   - Writing canaries changes the cache, so the module reports C(changed) whenever it wrote,
     deleted or flushed. In check mode it only reads, and says what it would write.
 version_added: "0.1.0"
-author: mcfleet maintainers
+author: mcfleet maintainers (@mcfleet)
 options:
   phase:
     description: Which step of the drill to verify.
@@ -165,8 +165,10 @@ options:
     default: true
 attributes:
   check_mode:
+    description: Can run in check mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
+    description: Returns details on what has changed (or would change in check mode).
     support: full
 """
 
@@ -174,23 +176,24 @@ EXAMPLES = r"""
 - name: Write canaries before the block
   mcfleet.fleet.failover_verify:
     phase: before
-    router: {address: 10.89.213.15, port: 11213}
+    router: {address: 10.89.213.15, port: 11213, engine: memcached_proxy}
     route_prefix: /eqiad/mw/
-    shards: "{{ topology.datacentres.eqiad.main }}"
-    gutter: "{{ topology.datacentres.eqiad.gutter }}"
+    shards: "{{ mcfleet.datacentres.eqiad.main }}"
+    gutter: "{{ mcfleet.datacentres.eqiad.gutter }}"
     state_file: /tmp/mcfleet-drill/verify.json
   delegate_to: localhost
 
 - name: Verify the failover while mc1001 is blocked, then flush it
   mcfleet.fleet.failover_verify:
     phase: during
-    router: {address: 10.89.213.15, port: 11213}
+    router: {address: 10.89.213.15, port: 11213, engine: memcached_proxy}
     route_prefix: /eqiad/mw/
-    shards: "{{ topology.datacentres.eqiad.main }}"
-    gutter: "{{ topology.datacentres.eqiad.gutter }}"
+    shards: "{{ mcfleet.datacentres.eqiad.main }}"
+    gutter: "{{ mcfleet.datacentres.eqiad.gutter }}"
     state_file: /tmp/mcfleet-drill/verify.json
     blocked_shard: mc1001
-    blocked_at: "{{ block_result.blocked_at }}"
+    # applied_at, as returned by mcfleet.fleet.shard_block (registered as shard_block_result)
+    blocked_at: "{{ shard_block_result.applied_at }}"
     rejoin_policy: flush
     fail_on_violation: false
   delegate_to: localhost
@@ -199,12 +202,12 @@ EXAMPLES = r"""
 - name: Count stale values after rejoin
   mcfleet.fleet.failover_verify:
     phase: after
-    router: {address: 10.89.213.15, port: 11213}
+    router: {address: 10.89.213.15, port: 11213, engine: memcached_proxy}
     route_prefix: /eqiad/mw/
-    shards: "{{ topology.datacentres.eqiad.main }}"
-    gutter: "{{ topology.datacentres.eqiad.gutter }}"
+    shards: "{{ mcfleet.datacentres.eqiad.main }}"
+    gutter: "{{ mcfleet.datacentres.eqiad.gutter }}"
     state_file: /tmp/mcfleet-drill/verify.json
-    gutter_ttl_s: "{{ topology.gutter_ttl_s }}"
+    gutter_ttl_s: "{{ mcfleet.gutter_ttl_s }}"
     fail_on_violation: false
   delegate_to: localhost
   register: verify_after

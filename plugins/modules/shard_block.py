@@ -27,7 +27,7 @@ description:
     then stops the timer. Rules it did not create are never touched.
 version_added: "0.1.0"
 author:
-  - mcfleet
+  - mcfleet maintainers (@mcfleet)
 options:
   state:
     description: V(present) blocks, V(absent) lifts the block and disarms the timer.

@@ -22,7 +22,7 @@ description:
   - The traffic writes keys to the cache, so the module reports C(changed). Check mode
     validates the plan and the addresses and sends nothing.
 version_added: "0.1.0"
-author: mcfleet maintainers
+author: mcfleet maintainers (@mcfleet)
 options:
   router:
     description: The router to send traffic through.
@@ -111,8 +111,10 @@ options:
     default: []
 attributes:
   check_mode:
+    description: Can run in check mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
+    description: Returns details on what has changed (or would change in check mode).
     support: none
 """
 

@@ -1,7 +1,7 @@
 """The failover verifier against real memcached processes on loopback.
 
 Three shards and one gutter are real memcached processes. The router is the small
-failover router of tests/failover_fixtures.py; a shard is "blocked" by cutting the link
+failover router of tests/unit/failover_fixtures.py; a shard is "blocked" by cutting the link
 between the router and that shard (reject: connections reset and refused; drop: bytes
 swallowed), while the verifier still reaches every shard directly, as it does from the
 controller when the block covers only the routers' addresses.
@@ -18,7 +18,7 @@ from ansible_collections.mcfleet.fleet.plugins.module_utils.failover_verify impo
     canary_key,
 )
 from ansible_collections.mcfleet.fleet.plugins.module_utils.memcache_client import MemcacheClient
-from ansible_collections.mcfleet.fleet.tests.failover_fixtures import GUTTER_TTL_S, PREFIX, Fleet
+from ansible_collections.mcfleet.fleet.tests.unit.failover_fixtures import GUTTER_TTL_S, PREFIX, Fleet
 
 CANARIES = 90
 

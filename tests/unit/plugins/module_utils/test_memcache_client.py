@@ -9,7 +9,7 @@ from ansible_collections.mcfleet.fleet.plugins.module_utils.memcache_client impo
     MemcacheTimeout,
     parse_server,
 )
-from ansible_collections.mcfleet.fleet.tests.failover_fixtures import MemcachedProcess, free_port
+from ansible_collections.mcfleet.fleet.tests.unit.failover_fixtures import MemcachedProcess, free_port
 from pymemcache.client.base import Client as PyMemcache
 
 

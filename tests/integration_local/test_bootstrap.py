@@ -3,7 +3,7 @@
 import os
 import subprocess
 
-from ansible_collections.mcfleet.fleet.tests.topology_fixtures import REPO
+from ansible_collections.mcfleet.fleet.tests.unit.topology_fixtures import REPO
 
 BOOTSTRAP = REPO / "lab" / "bootstrap.sh"
 

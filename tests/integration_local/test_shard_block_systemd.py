@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 CONTAINER = "mcfleet-test-block"
 # Another suite: MCFLEET_TEST_SUITE=bullseye (or trixie) pytest tests/test_shard_block_systemd.py
 IMAGE = f"localhost/mcfleet-debian:{os.environ.get('MCFLEET_TEST_SUITE', 'bookworm')}"

@@ -20,7 +20,7 @@ from ansible_collections.mcfleet.fleet.plugins.module_utils.traffic import (
     run,
 )
 from ansible_collections.mcfleet.fleet.plugins.modules import traffic as traffic_module
-from ansible_collections.mcfleet.fleet.tests.failover_fixtures import MemcachedProcess
+from ansible_collections.mcfleet.fleet.tests.unit.failover_fixtures import MemcachedProcess
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from ansible_collections.mcfleet.fleet.plugins.module_utils.memcache_client impo
 from ansible_collections.mcfleet.fleet.plugins.module_utils.topology import build_topology
 from ansible_collections.mcfleet.fleet.plugins.module_utils.traffic import default_plan
 from ansible_collections.mcfleet.fleet.plugins.module_utils.traffic import run as run_traffic
-from ansible_collections.mcfleet.fleet.tests.topology_fixtures import REPO
+from ansible_collections.mcfleet.fleet.tests.unit.topology_fixtures import REPO
 from pymemcache.client.base import Client
 
 IMAGE = "localhost/mcfleet-debian:trixie"

@@ -9,7 +9,7 @@ import pytest
 from ansible.module_utils.testing import patch_module_args
 from ansible_collections.mcfleet.fleet.plugins.module_utils.memcache_client import MemcacheClient
 from ansible_collections.mcfleet.fleet.plugins.modules import failover_verify as failover_verify_module
-from ansible_collections.mcfleet.fleet.tests.failover_fixtures import GUTTER_TTL_S, Fleet
+from ansible_collections.mcfleet.fleet.tests.unit.failover_fixtures import GUTTER_TTL_S, Fleet
 
 
 @pytest.fixture

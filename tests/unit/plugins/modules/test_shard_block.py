@@ -2,7 +2,7 @@
 
 Every test gets fresh namespaces (own rule sets, own conntrack table), so the host's firewall
 is never touched. systemd is not PID 1 on the test host, so the rollback timer is stood in for
-by one that runs the real rollback script on demand; tests/test_shard_block_systemd.py runs
+by one that runs the real rollback script on demand; tests/integration_local/test_shard_block_systemd.py runs
 the real systemd timer in a container.
 """
 

@@ -18,7 +18,7 @@ from ansible_collections.mcfleet.fleet.plugins.module_utils.drill_report import 
 )
 from ansible_collections.mcfleet.fleet.plugins.module_utils.traffic import default_plan, run
 from ansible_collections.mcfleet.fleet.plugins.modules import drill_report as drill_report_module
-from ansible_collections.mcfleet.fleet.tests.failover_fixtures import GUTTER_TTL_S, Fleet
+from ansible_collections.mcfleet.fleet.tests.unit.failover_fixtures import GUTTER_TTL_S, Fleet
 
 SVG = "{http://www.w3.org/2000/svg}"
 

@@ -3,7 +3,7 @@
 import pytest
 from ansible_collections.mcfleet.fleet.plugins.module_utils.drill_plan import plan_drill
 from ansible_collections.mcfleet.fleet.plugins.module_utils.topology import build_topology
-from ansible_collections.mcfleet.fleet.tests.topology_fixtures import inventory_data
+from ansible_collections.mcfleet.fleet.tests.unit.topology_fixtures import inventory_data
 
 LAB_SUBNET = "10.89.213.0/24"
 

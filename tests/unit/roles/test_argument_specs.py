@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[3]
 ROLES = (
     sorted(path for path in (REPO / "roles").iterdir() if path.is_dir()) if (REPO / "roles").is_dir() else []
 )

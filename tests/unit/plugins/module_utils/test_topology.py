@@ -1,7 +1,5 @@
 """The topology model: built from the real inventories, and every validation error on its own."""
 
-import subprocess
-
 import pytest
 from ansible_collections.mcfleet.fleet.plugins.module_utils.topology import (
     DEFAULTS,
@@ -9,8 +7,7 @@ from ansible_collections.mcfleet.fleet.plugins.module_utils.topology import (
     TopologyError,
     build_topology,
 )
-from ansible_collections.mcfleet.fleet.tests.topology_fixtures import (
-    REPO,
+from ansible_collections.mcfleet.fleet.tests.unit.topology_fixtures import (
     host_vars,
     inventory_data,
     small_fleet,
@@ -239,36 +236,3 @@ def test_every_problem_is_reported_at_once():
     assert message.startswith("invalid mcfleet topology (4 problems):")
     for needle in ("mcfleet_gutter_ttl_s: 0", "mc1002: gutter server", "'bogus'", "'nginx'"):
         assert needle in message
-
-
-def test_render_playbook_fails_on_invalid_topology(tmp_path):
-    """render.yml exits non-zero with the one message, before writing anything."""
-    inventory = tmp_path / "inventory"
-    (inventory / "group_vars" / "all").mkdir(parents=True)
-    (inventory / "hosts.yml").write_text((REPO / "inventories" / "lab" / "hosts.yml").read_text())
-    (inventory / "group_vars" / "all" / "topology.yml").write_text(
-        "mcfleet_gutter_ttl_s: 0\nmcfleet_router_engine: nginx\n"
-    )
-    (inventory / "group_vars" / "eqiad.yml").write_text("mcfleet_datacentre: eqiad\n")
-    (inventory / "group_vars" / "codfw.yml").write_text("mcfleet_datacentre: codfw\n")
-    render_dir = tmp_path / "render"
-    result = subprocess.run(
-        [
-            str(REPO / ".venv" / "bin" / "ansible-playbook"),
-            "-i",
-            str(inventory),
-            str(REPO / "playbooks" / "render.yml"),
-            "-e",
-            f"render_dir={render_dir}",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode != 0
-    assert "invalid mcfleet topology (7 problems)" in output
-    assert "mcfleet_gutter_ttl_s: 0 is out of range" in output
-    assert "mwproxy2002: mcfleet_router_engine 'nginx'" in output
-    assert not render_dir.exists()

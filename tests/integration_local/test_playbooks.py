@@ -1,0 +1,67 @@
+"""playbooks/render.yml run for real: it writes the reviewed golden files, and refuses an
+invalid topology before writing anything."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from ansible_collections.mcfleet.fleet.tests.unit.topology_fixtures import REPO
+
+ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
+GOLDEN = REPO / "tests" / "unit" / "golden"
+ENV = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg")}
+
+
+def render(inventory, render_dir):
+    return subprocess.run(
+        [
+            str(ANSIBLE_PLAYBOOK),
+            "-i",
+            str(inventory),
+            str(REPO / "playbooks" / "render.yml"),
+            "-e",
+            f"render_dir={render_dir}",
+        ],
+        cwd=REPO,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_render_playbook_writes_the_golden_files(tmp_path):
+    """Every router's config as reviewed, and next to each memcached_proxy config the route
+    library that role ships."""
+    result = render(REPO / "inventories" / "lab", tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    written = {str(p.relative_to(tmp_path)): p.read_text() for p in tmp_path.rglob("*") if p.is_file()}
+    golden = GOLDEN / "lab"
+    expected = {str(p.relative_to(golden)): p.read_text() for p in golden.rglob("*") if p.is_file()}
+    library = REPO / "roles" / "memcached_proxy" / "files" / "routes.lua"
+    for config in golden.glob("*/proxy.lua"):
+        expected[f"{config.parent.name}/routes.lua"] = library.read_text()
+    assert written == expected
+
+
+def test_render_playbook_fails_on_invalid_topology(tmp_path):
+    """render.yml exits non-zero with the one message, before writing anything."""
+    inventory = tmp_path / "inventory"
+    (inventory / "group_vars" / "all").mkdir(parents=True)
+    (inventory / "hosts.yml").write_text((REPO / "inventories" / "lab" / "hosts.yml").read_text())
+    (inventory / "group_vars" / "all" / "topology.yml").write_text(
+        "mcfleet_gutter_ttl_s: 0\nmcfleet_router_engine: nginx\n"
+    )
+    (inventory / "group_vars" / "eqiad.yml").write_text("mcfleet_datacentre: eqiad\n")
+    (inventory / "group_vars" / "codfw.yml").write_text("mcfleet_datacentre: codfw\n")
+    render_dir = tmp_path / "render"
+    result = render(inventory, render_dir)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "invalid mcfleet topology (7 problems)" in output
+    assert "mcfleet_gutter_ttl_s: 0 is out of range" in output
+    assert "mwproxy2002: mcfleet_router_engine 'nginx'" in output
+    assert not render_dir.exists()

@@ -1,0 +1,176 @@
+"""Roles mcrouter and memcached_proxy, run for real (check mode, local connection) on the
+routers and proxies of the inventories: the systemd unit and the config each would write.
+
+mcrouter cannot be installed here, and the lab's routers run Debian trixie: the hosts are
+described by their facts, and installing and starting are left out by the roles' tags.
+The configs are compared with the reviewed golden files of tests/unit/golden.
+"""
+
+import json
+import shlex
+
+import pytest
+from ansible_collections.mcfleet.fleet.plugins.module_utils.topology import build_topology
+from ansible_collections.mcfleet.fleet.tests.integration_local.role_check import REPO, run_role
+from ansible_collections.mcfleet.fleet.tests.unit.topology_fixtures import inventory_data
+
+GOLDEN = REPO / "tests" / "unit" / "golden"
+MCROUTER_SKIP = ("mcrouter_install", "mcrouter_service")
+PROXY_SKIP = ("memcached_proxy_install", "memcached_proxy_service")
+ENGINES = {
+    "mcrouter": {
+        "role": "mcfleet.fleet.mcrouter",
+        "skip": MCROUTER_SKIP,
+        "debian": 12,
+        "unit_task": "Install the router's systemd unit",
+        "config_task": "Write mcrouter's JSON config from the topology model",
+        "golden": "config.json",
+        "extra_vars": {"mcrouter_deb": "/srv/debs/mcrouter.deb"},
+    },
+    "memcached_proxy": {
+        "role": "mcfleet.fleet.memcached_proxy",
+        "skip": PROXY_SKIP,
+        "debian": 13,
+        "unit_task": "Install the proxy's systemd unit",
+        "config_task": "Write the proxy's routelib config from the topology model",
+        "golden": "proxy.lua",
+        "extra_vars": {},
+    },
+}
+INVENTORY_ENGINE = {"eqiad": "mcrouter", "codfw": "mcrouter", "lab": "memcached_proxy"}
+
+
+def unit_of(text):
+    """{key: value} of a unit's lines, with ExecStart's continuation lines joined."""
+    unit = {}
+    for line in text.replace("\\\n", " ").splitlines():
+        if "=" in line and not line.startswith("#"):
+            key, value = line.split("=", 1)
+            unit[key.strip()] = value.strip()
+    return unit
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    """{inventory: (model, {host: (unit text, config text)})}, one role run per inventory."""
+    results = {}
+    for inventory, engine in INVENTORY_ENGINE.items():
+        spec = ENGINES[engine]
+        run = run_role(
+            tmp_path_factory.mktemp(inventory),
+            spec["role"],
+            "routers:proxies",
+            REPO / "inventories" / inventory,
+            debian=spec["debian"],
+            skip_tags=spec["skip"],
+            extra_vars=spec["extra_vars"],
+        )
+        assert run.returncode == 0, run.failures() or run.output[-3000:]
+        model = build_topology(*inventory_data(inventory))
+        files = {
+            host: (run.written(host, spec["unit_task"]), run.written(host, spec["config_task"]))
+            for host in model["routers"]
+        }
+        results[inventory] = (model, files)
+    return results
+
+
+@pytest.mark.parametrize("inventory", ["eqiad", "codfw", "lab"])
+def test_configs_are_the_golden_files(rendered, inventory):
+    model, files = rendered[inventory]
+    assert files, f"{inventory} has no routers"
+    for host, (_, config) in files.items():
+        golden = GOLDEN / inventory / host / ENGINES[model["routers"][host]["engine"]]["golden"]
+        assert config == golden.read_text(), f"{host}: config differs from {golden.relative_to(REPO)}"
+
+
+@pytest.mark.parametrize("inventory", ["eqiad", "codfw"])
+def test_mcrouter_units_carry_the_models_flags(rendered, inventory):
+    model, files = rendered[inventory]
+    for host, (unit_text, config) in files.items():
+        router = model["routers"][host]
+        assert router["engine"] == "mcrouter"
+        assert json.loads(config)["pools"], f"{host}: config without pools"
+        unit = unit_of(unit_text)
+        command = shlex.split(unit["ExecStart"])
+        assert command[0] == "/usr/bin/mcrouter"
+        flags = command[1:]
+        tko = model["tko"]
+        expected = {
+            f"--port={router['port']}",
+            "--config=file:/etc/mcrouter/config.json",
+            f"--route-prefix={model['datacentres'][router['datacentre']]['route_prefix']}",
+            "--num-proxies=1",
+            f"--timeouts-until-tko={tko['timeouts_until_tko']}",
+            f"--probe-timeout-initial={tko['probe_timeout_initial_ms']}",
+            f"--probe-timeout-max={tko['probe_timeout_max_ms']}",
+            "--async-dir=/var/spool/mcrouter",
+            "--stats-root=/var/mcrouter/stats",
+        }
+        assert expected <= set(flags), f"{host}: missing {sorted(expected - set(flags))}"
+        assert len(flags) == len(set(flags)), f"{host}: repeated flags {flags}"
+        tls = sorted(flag for flag in flags if flag.startswith(("--ssl-port=", "--pem-")))
+        if router["cross_dc_port"] is None:
+            assert tls == [], f"{host}: an app server's router must not listen with TLS: {tls}"
+        else:
+            assert tls == [
+                "--pem-ca-path=/etc/mcrouter/ssl/ca.pem",
+                "--pem-cert-path=/etc/mcrouter/ssl/cert.pem",
+                "--pem-key-path=/etc/mcrouter/ssl/key.pem",
+                f"--ssl-port={router['cross_dc_port']}",
+            ], f"{host}: proxy TLS flags {tls}"
+        assert unit["LimitNOFILE"] == "64000"
+        assert unit["User"] == unit["Group"] == "mcrouter"
+        assert "ExecReload" not in unit, "mcrouter reloads its config itself (file observer)"
+
+
+def test_lab_units_run_memcacheds_proxy_on_the_models_listeners(rendered):
+    model, files = rendered["lab"]
+    for host, (unit_text, config) in files.items():
+        router = model["routers"][host]
+        assert router["engine"] == "memcached_proxy"
+        unit = unit_of(unit_text)
+        command = shlex.split(unit["ExecStart"])
+        assert command[0] == "/usr/bin/memcached"
+        listeners = command[command.index("-l") + 1].split(",")
+        expected = [f"{router['address']}:{router['port']}"]
+        if router["cross_dc_port"] is not None:
+            expected.append(f"{router['address']}:{router['cross_dc_port']}")
+        assert listeners == expected, f"{host}: listeners {listeners}"
+        assert command[command.index("-o") + 1] == (
+            "proxy_config=routelib:/etc/mcfleet/routes.lua,proxy_arg=/etc/mcfleet/proxy.lua"
+        )
+        assert int(command[command.index("-c") + 1]) < int(unit["LimitNOFILE"])
+        assert unit["ExecReload"] == "/bin/kill -HUP $MAINPID"
+        assert config.startswith("-- mcfleet: memcached proxy"), f"{host}: not a proxy config"
+
+
+def test_mcrouter_without_a_source_is_refused(tmp_path):
+    run = run_role(
+        tmp_path,
+        "mcfleet.fleet.mcrouter",
+        "mw1001.eqiad.wmnet",
+        REPO / "inventories" / "eqiad",
+        debian=12,
+        skip_tags=MCROUTER_SKIP,
+    )
+    message = run.failures().get("mw1001.eqiad.wmnet", "")
+    assert run.returncode != 0
+    assert "mw1001.eqiad.wmnet: mcrouter is not installed (/usr/bin/mcrouter is absent)" in message
+    assert "mcrouter_apt_repository=''" in message
+    assert "mcrouter_deb=''" in message
+
+
+def test_memcached_proxy_is_refused_before_trixie(tmp_path):
+    run = run_role(
+        tmp_path,
+        "mcfleet.fleet.memcached_proxy",
+        "mw1001",
+        REPO / "inventories" / "lab",
+        debian=12,
+        skip_tags=PROXY_SKIP,
+    )
+    message = run.failures().get("mw1001", "")
+    assert run.returncode != 0
+    assert "mw1001: mcfleet_router_engine=memcached_proxy needs Debian 13 (trixie) or later" in message
+    assert "this host runs Debian 12" in message
