@@ -8,13 +8,22 @@ The model itself is built once per run by the mcfleet.fleet.topology action (pla
 "{{ mcfleet | mcfleet.fleet.memcached_clients(inventory_hostname) }}"    CIDRs that may reach a shard
 "{{ mcfleet | mcfleet.fleet.drill_plan(groups['all'], shard=..., mode=...) }}"   drill targets or refusals
 "{{ item | mcfleet.fleet.network_problem }}"   '' for an IPv4/IPv6 address or CIDR, else why not
+"{{ mcfleet | mcfleet.fleet.maintenance_plan(play_hosts, reason=..., action=..., ...) }}"   plan or refusals
+"{{ batch_size | mcfleet.fleet.gutter_room(shard_bytes, gutter_counters) }}"   None, or why it is short
+"{{ target | mcfleet.fleet.downgrades(host_releases) }}"       a refusal per host newer than the target
+"{{ timeline_path | mcfleet.fleet.client_errors(start, end) }}"   requests and errors in a traffic timeline
+"{{ reimage_command | mcfleet.fleet.reimage_argv(host, address, release) }}"   the command's words
 """
 
 from ansible.errors import AnsibleFilterError
 from ansible_collections.mcfleet.fleet.plugins.module_utils import (
     drill_plan as drill_plan_utils,
 )
+from ansible_collections.mcfleet.fleet.plugins.module_utils import (
+    maintenance_plan as maintenance_plan_utils,
+)
 from ansible_collections.mcfleet.fleet.plugins.module_utils import render_mcrouter, render_memcached_proxy
+from ansible_collections.mcfleet.fleet.plugins.module_utils import traffic as traffic_utils
 from ansible_collections.mcfleet.fleet.plugins.module_utils.netfilter import NetfilterError, parse_network
 from ansible_collections.mcfleet.fleet.plugins.module_utils.topology import (
     memcached_clients,
@@ -67,6 +76,31 @@ def network_problem(value):
     return ""
 
 
+def maintenance_plan(model, play_hosts, **choices):
+    return maintenance_plan_utils.plan_maintenance(model, play_hosts, **choices)
+
+
+def gutter_room(batch_size, shard_bytes, gutter_counters):
+    return maintenance_plan_utils.gutter_room(batch_size, shard_bytes, gutter_counters)
+
+
+def downgrades(target_release, host_releases):
+    return maintenance_plan_utils.downgrades(target_release, host_releases)
+
+
+def reimage_argv(command, host, address, release):
+    return maintenance_plan_utils.reimage_argv(command, host, address, release)
+
+
+def client_errors(timeline_path, start=None, end=None):
+    try:
+        return traffic_utils.client_errors(timeline_path, start, end)
+    except OSError as error:
+        raise AnsibleFilterError(
+            f"client_errors: cannot read the traffic timeline {timeline_path}: {error}"
+        ) from None
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -76,5 +110,10 @@ class FilterModule:
             "proxy_options": proxy_options,
             "drill_plan": drill_plan,
             "memcached_clients": memcached_clients,
+            "maintenance_plan": maintenance_plan,
+            "gutter_room": gutter_room,
+            "downgrades": downgrades,
+            "client_errors": client_errors,
+            "reimage_argv": reimage_argv,
             "network_problem": network_problem,
         }

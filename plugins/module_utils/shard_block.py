@@ -28,8 +28,8 @@ from datetime import datetime, timezone
 
 from ansible_collections.mcfleet.fleet.plugins.module_utils.netfilter import (
     BACKENDS,
-    DRILL_CHAIN_PATTERN,
     FAMILIES,
+    MAINTENANCE_CHAIN_PATTERN,
     CommandRunner,
     NetfilterError,
     parse_backend,
@@ -119,9 +119,13 @@ def validate_request(port, mode, sources, chain=DEFAULT_CHAIN):
 
 
 def validate_chain(chain):
-    # Only drill chains: a typo must never let the module flush another role's MCFLEET-* chain.
+    # Only drill and maintenance chains: a typo must never let the module flush another
+    # role's MCFLEET-* chain (the client firewall's).
     return validate_chain_name(
-        chain, "chain", DRILL_CHAIN_PATTERN, "MCFLEET-DRILL or MCFLEET-DRILL-<NAME> (capitals and digits)"
+        chain,
+        "chain",
+        MAINTENANCE_CHAIN_PATTERN,
+        "MCFLEET-DRILL[-<NAME>] or MCFLEET-MAINT[-<NAME>] (capitals and digits)",
     )
 
 

@@ -335,3 +335,15 @@ def per_second(timeline: dict, origin: float | None = None) -> list[dict]:
         row["p50_ms"] = percentile(lat, 0.50)
         row["p99_ms"] = percentile(lat, 0.99)
     return rows
+
+
+def client_errors(path: str, start: float | None = None, end: float | None = None) -> dict:
+    """Requests and client errors (errors and timeouts) in the timeline between two times."""
+    timeline = load_timeline(path)
+    window = [
+        request
+        for request in timeline["requests"]
+        if (start is None or request["t"] >= start) and (end is None or request["t"] < end)
+    ]
+    errors = sum(1 for request in window if request["r"] in ("error", "timeout"))
+    return {"requests": len(window), "errors": errors, "error_rate": errors / len(window) if window else 0.0}

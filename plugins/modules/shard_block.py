@@ -65,8 +65,9 @@ options:
     default: false
   chain:
     description:
-      - The dedicated chain, V(MCFLEET-DRILL) or V(MCFLEET-DRILL-<NAME>) (capitals and digits, at most
-        28 characters), so no other role's C(MCFLEET-*) chain can ever be named here.
+      - The dedicated chain, V(MCFLEET-DRILL[-<NAME>]) for drills or V(MCFLEET-MAINT[-<NAME>]) for
+        maintenance (capitals and digits, at most 28 characters), so no other role's C(MCFLEET-*)
+        chain can ever be named here.
     type: str
     default: MCFLEET-DRILL
   netns:

@@ -1,0 +1,146 @@
+"""What a rolling maintenance does, in which order, and every reason to refuse it.
+
+Plain Python over the topology model, so each refusal is tested without Ansible; the
+filter `mcfleet.fleet.maintenance_plan` hands it to playbooks/rolling_maintenance.yml.
+Nothing here touches a host: the play stops on the first problem, before any change.
+
+The order follows Wikimedia's memcached cookbook (sre/memcached/roll-reboot-restart.py in
+wikimedia/operations-cookbooks): one datacentre per run, main shards in batches (1 by
+default, at most 4), and the gutter servers after them, one at a time, never together
+with a main shard.
+"""
+
+from __future__ import annotations
+
+import re
+
+ACTIONS = ("restart", "upgrade")
+METHODS = ("in_place", "reimage")
+# Debian releases the memcached role supports, oldest first.
+RELEASES = ("buster", "bullseye", "bookworm", "trixie")
+MAX_BATCH = 4
+PLACEHOLDERS = ("{host}", "{address}", "{release}")
+
+
+def _whole_number(value):
+    text = str(value).strip()
+    return int(text) if re.fullmatch(r"[0-9]+", text) else None
+
+
+def plan_maintenance(
+    model,
+    play_hosts,
+    reason="",
+    action="restart",
+    target_release="",
+    method="in_place",
+    reimage_command="",
+    batch_size=1,
+    host_releases=None,
+    warmup_s=0,
+):
+    """Return {"datacentre", "main", "gutter", "batches", "batch_size", "problems", ...}.
+
+    `play_hosts` are the hosts the run may touch (the inventory after --limit); they must
+    hold the shards of exactly one datacentre. `host_releases` maps a host to the Debian
+    release it runs now, where known (for the downgrade check).
+    """
+    reason, action, method = str(reason or "").strip(), str(action or ""), str(method or "")
+    target_release, reimage_command = str(target_release or ""), str(reimage_command or "")
+    problems = []
+    if not reason:
+        problems.append('maintenance_reason: required (-e maintenance_reason="why this maintenance")')
+    if action not in ACTIONS:
+        problems.append(f"maintenance_action={action}: not one of {', '.join(ACTIONS)}")
+    if action == "upgrade":
+        if target_release not in RELEASES:
+            problems.append(f"target_release={target_release}: not one of {', '.join(RELEASES)}")
+        if method not in METHODS:
+            problems.append(f"upgrade_method={method}: not one of {', '.join(METHODS)}")
+        if method == "reimage" and not reimage_command:
+            problems.append(
+                "reimage_command: required with upgrade_method=reimage "
+                f"(a command run on the controller; {', '.join(PLACEHOLDERS)} are filled in)"
+            )
+    batch = _whole_number(batch_size)
+    if batch is None or not 1 <= batch <= MAX_BATCH:
+        problems.append(f"batch_size={batch_size}: must be a whole number from 1 to {MAX_BATCH}")
+    warmup = _whole_number(warmup_s)
+    if warmup is None:
+        problems.append(f"warmup_s={warmup_s}: must be a whole number of seconds")
+
+    # One datacentre per run: the one whose memcached servers the play may touch.
+    memcached_hosts = {
+        host: entry for host, entry in model["hosts"].items() if entry["pool"] in ("main", "gutter")
+    }
+    in_play = sorted(host for host in play_hosts if host in memcached_hosts)
+    datacentres = sorted({memcached_hosts[host]["datacentre"] for host in in_play})
+    if not in_play:
+        problems.append("--limit: no main shard or gutter server of any datacentre is in this run")
+    elif len(datacentres) > 1:
+        problems.append(
+            f"--limit: this run would touch the memcached servers of {', '.join(datacentres)}; "
+            "maintenance runs one datacentre at a time: add --limit DATACENTRE (codfw first, then eqiad)"
+        )
+    datacentre = datacentres[0] if len(datacentres) == 1 else None
+    dc = model["datacentres"].get(datacentre) if datacentre else None
+    main = [entry["host"] for entry in dc["main"] if entry["host"] in in_play] if dc else []
+    gutter = [entry["host"] for entry in dc["gutter"] if entry["host"] in in_play] if dc else []
+    if dc and not dc["gutter"]:
+        problems.append(f"datacentre {datacentre}: no gutter server to carry a shard's traffic")
+    if dc and not dc["routers"]:
+        problems.append(f"datacentre {datacentre}: no router to send the traffic and check failover through")
+    if action == "upgrade" and target_release in RELEASES:
+        in_run = {host: release for host, release in (host_releases or {}).items() if host in in_play}
+        problems += downgrades(target_release, in_run)
+
+    batches = [main[index : index + batch] for index in range(0, len(main), batch)] if batch else []
+    return {
+        "datacentre": datacentre,
+        "action": action,
+        "target_release": target_release if action == "upgrade" else None,
+        "method": method if action == "upgrade" else None,
+        "reason": reason,
+        "batch_size": batch,
+        "warmup_s": warmup,
+        "main": main,
+        "gutter": gutter,
+        "batches": [] if problems else batches,
+        "problems": problems,
+    }
+
+
+def downgrades(target_release, host_releases):
+    """A refusal for each host that runs a release newer than the target."""
+    target = RELEASES.index(target_release)
+    return [
+        f"target_release={target_release}: {host} runs {release}, and a downgrade is not supported"
+        for host, release in sorted(host_releases.items())
+        if release in RELEASES and RELEASES.index(release) > target
+    ]
+
+
+def gutter_room(batch_size, shard_bytes, gutter_counters):
+    """Whether the gutter can take what a batch takes out: a refusal, or None.
+
+    `shard_bytes` maps each main shard to its bytes in use; `gutter_counters` maps each
+    gutter server to its `limit_maxbytes` and `bytes`. The batch that matters is the
+    `batch_size` largest shards.
+    """
+    largest = sorted(shard_bytes.values(), reverse=True)[: int(batch_size)]
+    needed = sum(largest)
+    free = sum(max(0, c["limit_maxbytes"] - c["bytes"]) for c in gutter_counters.values())
+    if needed > free:
+        return (
+            f"batch_size={batch_size}: the {len(largest)} largest shards hold {needed} bytes, "
+            f"more than the gutter's {free} free bytes ({', '.join(sorted(gutter_counters))})"
+        )
+    return None
+
+
+def reimage_argv(command, host, address, release):
+    """The operator's reimage command with its placeholders filled in, as words."""
+    import shlex
+
+    filled = command.replace("{host}", host).replace("{address}", address).replace("{release}", release)
+    return shlex.split(filled)
