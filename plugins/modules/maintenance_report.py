@@ -1,0 +1,115 @@
+#!/usr/bin/python
+"""Write the rolling maintenance's report from its progress log and traffic timeline."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: maintenance_report
+short_description: Write the report of a rolling maintenance (JSON, Markdown, SVG)
+description:
+  - Reads the progress log written by M(mcfleet.fleet.maintenance_step) and the client traffic
+    timeline written by M(mcfleet.fleet.traffic), and writes C(<id>.json), C(<id>.md) and
+    C(<id>.svg) to O(report_dir). Per host - the time of each step, how long it was out of
+    service, the client errors while it was out, its hit ratio before and after - and in total.
+  - Runs where the files are (the controller). Rewrites a file only when its content changes.
+version_added: 0.2.0
+author: mcfleet developers
+options:
+  progress_log:
+    description: The run's progress log (JSON lines).
+    type: path
+    required: true
+  timeline:
+    description: The client traffic's timeline (JSON lines); none when no traffic ran.
+    type: path
+  report_dir:
+    description: Where the report files go.
+    type: path
+    required: true
+  status:
+    description: C(finished) after the last host, C(stopped) when a host failed.
+    type: str
+    choices: [finished, stopped]
+    default: finished
+attributes:
+  check_mode:
+    support: full
+    description: Builds the report and writes nothing.
+  diff_mode:
+    support: none
+    description: The report is new each run.
+  platform:
+    platforms: posix
+    description: The controller.
+"""
+
+EXAMPLES = r"""
+- name: Write the report
+  mcfleet.fleet.maintenance_report:
+    progress_log: reports/maintenance-codfw-upgrade/progress.jsonl
+    timeline: reports/maintenance-codfw-upgrade/traffic-codfw-upgrade-20261130T120000Z.jsonl
+    report_dir: reports
+  delegate_to: localhost
+"""
+
+RETURN = r"""
+report:
+  description: The report (what C(<id>.json) holds).
+  returned: always
+  type: dict
+paths:
+  description: The files written (or that would be, in check mode).
+  returned: always
+  type: list
+  elements: str
+"""
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.mcfleet.fleet.plugins.module_utils.maintenance_progress import load
+from ansible_collections.mcfleet.fleet.plugins.module_utils.maintenance_report import (
+    build_report,
+    render_files,
+)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            "progress_log": {"type": "path", "required": True},
+            "timeline": {"type": "path"},
+            "report_dir": {"type": "path", "required": True},
+            "status": {"type": "str", "choices": ["finished", "stopped"], "default": "finished"},
+        },
+        supports_check_mode=True,
+    )
+    params = module.params
+    entries = load(params["progress_log"])
+    if not entries:
+        module.fail_json(msg=f"progress_log={params['progress_log']}: no progress recorded there")
+    timeline = params["timeline"] if params["timeline"] and os.path.exists(params["timeline"]) else None
+    report = build_report(entries, timeline, params["status"])
+    stem = f"maintenance-{report['id'] or 'run'}"
+    files = render_files(report, entries, timeline, stem)
+    paths, changed = [], False
+    for name, content in files.items():
+        path = os.path.join(params["report_dir"], name)
+        paths.append(path)
+        try:
+            with open(path) as stream:
+                same = stream.read() == content
+        except OSError:
+            same = False
+        if not same:
+            changed = True
+            if not module.check_mode:
+                os.makedirs(params["report_dir"], exist_ok=True)
+                with open(path, "w") as stream:
+                    stream.write(content)
+    module.exit_json(changed=changed, report=report, paths=paths)
+
+
+if __name__ == "__main__":
+    main()
