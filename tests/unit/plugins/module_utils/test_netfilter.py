@@ -316,7 +316,7 @@ STEPS = {
     "firewall": lambda table: converge_firewall(table, [11211]),
     "firewall with new ports": lambda table: converge_firewall(table, [11211, 11214]),
     "firewall with new networks": lambda table: converge_firewall(table, [11211], [ROUTERS, "10.9.0.0/16"]),
-    "block": lambda table: converge_block(table),
+    "block": converge_block,
     "block with new port": lambda table: converge_block(table, port=11214),
     # A future maintenance window: a drill-like block in a MCFLEET-MAINT chain.
     "maintenance": lambda table: converge(

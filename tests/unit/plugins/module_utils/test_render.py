@@ -88,7 +88,7 @@ def test_every_mcrouter_handle_is_well_formed(inventory, host, model, config):
     assert handles
     for handle in handles:
         if isinstance(handle, str):
-            kind, _, pool = handle.partition("|")
+            kind, _bar, pool = handle.partition("|")
             assert kind == "PoolRoute", handle
             assert pool in pools, f"{handle} names an unknown pool"
             used_pools.add(pool)

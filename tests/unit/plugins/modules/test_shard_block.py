@@ -521,10 +521,12 @@ def test_conntrack_entries_of_established_router_connections_are_deleted(
 def test_conntrack_with_nothing_to_delete_counts_zero(shard_ns):
     if not shutil.which("conntrack"):
         pytest.skip("conntrack is not installed")
-    runner = CommandRunner(
-        lambda argv, data: (lambda done: (done.returncode, done.stdout, done.stderr))(sh(*argv, check=False)),
-        ["ip", "netns", "exec", shard_ns.name],
-    )
+
+    def run(argv, data):
+        done = sh(*argv, check=False)
+        return done.returncode, done.stdout, done.stderr
+
+    runner = CommandRunner(run, ["ip", "netns", "exec", shard_ns.name])
     request = validate_request(PORT, "reject", [])
     assert delete_conntrack_entries(runner, "conntrack", request, {"ipv4", "ipv6"}) == 0
 
