@@ -1,7 +1,7 @@
 """Rendered router configurations: golden files, mcrouter route handle structure, flags.
 
 Regenerate the golden files after an intended change with
-    MCFLEET_UPDATE_GOLDEN=1 .venv/bin/pytest tests/unit/plugins/module_utils/test_render.py
+    MCFLEET_UPDATE_GOLDEN=1 .venv/bin/pytest tests/unit/plugins/filter/test_render.py
 and review the diff like any other change.
 """
 
