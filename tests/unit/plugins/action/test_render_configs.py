@@ -286,14 +286,22 @@ def test_the_documentation_matches_the_arguments_and_the_result(tmp_path):
     yaml.safe_load(documentation.EXAMPLES)
 
 
-# playbooks/render.yml, run for real on an inventory of this repository.
+# playbooks/render.yml, run for real on an inventory of this repository, with the checkout's
+# toolchain: ansible.cfg names Mitogen's strategy and ansible.posix's callback, which are in
+# .venv. ansible-test's copy of the tree has no .venv, so there these tests skip; plain
+# pytest (make unit) runs them.
+ANSIBLE_PLAYBOOK = REPO / ".venv" / "bin" / "ansible-playbook"
+needs_checkout_venv = pytest.mark.skipif(
+    not ANSIBLE_PLAYBOOK.exists(),
+    reason="runs ansible-playbook from the checkout's .venv (Mitogen, ansible.posix); run by plain pytest",
+)
 
 
 def render_playbook(*arguments):
     environment = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg")}
     return subprocess.run(
         [
-            str(REPO / ".venv" / "bin" / "ansible-playbook"),
+            str(ANSIBLE_PLAYBOOK),
             str(REPO / "playbooks" / "render.yml"),
             *arguments,
         ],
@@ -306,6 +314,7 @@ def render_playbook(*arguments):
     )
 
 
+@needs_checkout_venv
 def test_render_playbook_limit_renders_only_the_named_hosts_and_is_idempotent(tmp_path):
     limit = [
         "-i",
@@ -329,6 +338,7 @@ def test_render_playbook_limit_renders_only_the_named_hosts_and_is_idempotent(tm
     assert "changed=0" in again.stdout and "changed=1" not in again.stdout
 
 
+@needs_checkout_venv
 def test_render_playbook_check_diff_writes_nothing(tmp_path):
     dest = tmp_path / "render"
     result = render_playbook(
@@ -339,6 +349,7 @@ def test_render_playbook_check_diff_writes_nothing(tmp_path):
     assert not dest.exists()
 
 
+@needs_checkout_venv
 def test_render_playbook_without_render_dir_fails_naming_it():
     result = render_playbook("-i", str(REPO / "inventories" / "lab"))
     assert result.returncode != 0
