@@ -16,7 +16,7 @@ os_release=${MCFLEET_OS_RELEASE:-/etc/os-release}
 [ -r "$os_release" ] && . "$os_release"
 [ "${ID:-}" = debian ] || die "needs Debian (found ${PRETTY_NAME:-an unknown system}); nothing was changed"
 
-apt_packages=(podman runc debootstrap iptables memcached libmemcached-tools conntrack python3-venv make)
+apt_packages=(podman runc debootstrap iptables memcached libmemcached-tools conntrack python3-venv make shellcheck)
 missing=()
 for package in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")

@@ -163,7 +163,7 @@ class ActionModule(ActionBase):
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
-        _, arguments = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        _validated, arguments = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
         dest = arguments["dest"]
         try:
             if not dest:

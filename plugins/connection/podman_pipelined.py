@@ -61,9 +61,28 @@ DOCUMENTATION = """
 
 import shlex
 
+from ansible.errors import AnsibleError
 from ansible.module_utils.common.text.converters import to_native
-from ansible.plugins.connection import ensure_connect
-from ansible_collections.containers.podman.plugins.connection.podman import Connection as PodmanConnection
+from ansible.plugins.connection import ConnectionBase, ensure_connect
+
+try:
+    from ansible_collections.containers.podman.plugins.connection.podman import Connection as PodmanConnection
+except ImportError as error:
+    # This module must import without containers.podman (ansible-doc, ansible-test); the
+    # connection itself cannot work without it, so using it fails with the reason.
+    _PODMAN_IMPORT_ERROR = error
+
+    class PodmanConnection(ConnectionBase):
+        """Stands in for containers.podman's connection: creating it fails with the reason."""
+
+        def __init__(self, *args, **kwargs):
+            raise AnsibleError(
+                "mcfleet.fleet.podman_pipelined needs the containers.podman collection "
+                "(part of the ansible package; or ansible-galaxy collection install containers.podman)"
+            ) from _PODMAN_IMPORT_ERROR
+
+        def close(self):
+            """Never reached: __init__ refuses."""
 
 
 class Connection(PodmanConnection):

@@ -281,7 +281,7 @@ def render_svg(report: dict, rows: list[dict]) -> str:
     for index, (title, series) in enumerate(panels):
         top = _TOP + index * (_PANEL_H + _GAP)
         bottom = top + _PANEL_H
-        values = [v for _, _, data in series for v in data if v is not None]
+        values = [v for _label, _colour, data in series for v in data if v is not None]
         y_max = _nice_max(max(values, default=0))
         out.append(f'<text x="{_LEFT}" y="{top - 6}" font-weight="bold">{escape(title)}</text>')
         out.append(

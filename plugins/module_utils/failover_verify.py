@@ -404,7 +404,7 @@ class FailoverVerifier:
             stored = self._router_set(state, probe)
             result["acknowledged"] += int(stored)
             if stored:
-                on_gutter, _ = self._gutter_values([probe["key"]])
+                on_gutter, _missing = self._gutter_values([probe["key"]])
                 if value_version(on_gutter.get(probe["key"])) == probe["acked"]:
                     failed_over_at = time.time()
                     break
@@ -587,10 +587,10 @@ class FailoverVerifier:
         gutter_keys = [c["key"] for c in updates + deleted]
         last_write = max((c.get("last_write") or 0) for c in updates + deleted)
         deadline_wall = last_write + gutter_ttl_s + expiry_margin_s
-        left, _ = self._gutter_values(gutter_keys)
+        left, _missing = self._gutter_values(gutter_keys)
         while left and time.time() < deadline_wall:
             time.sleep(min(self.poll_interval_s * 5, max(0.05, deadline_wall - time.time())))
-            left, _ = self._gutter_values(gutter_keys)
+            left, _missing = self._gutter_values(gutter_keys)
         result["gutter_copies_left"] = len(left)
         result["gutter_expired_within_ttl"] = not left
         result["timings_s"]["gutter_expiry_wait"] = time.monotonic() - timer

@@ -103,7 +103,9 @@ class MemcacheClient:
         return self._sock
 
     def _fill(self) -> None:
-        assert self._sock is not None
+        if self._sock is None:
+            # Only reached from a reader of _request, which connects first.
+            raise MemcacheConnectionError(f"{self.address}: not connected")
         try:
             chunk = self._sock.recv(65536)
         except TimeoutError as exc:
@@ -266,7 +268,7 @@ def parse_server(spec: str | dict, default_port: int = 11211) -> tuple[str, int]
         return str(host), int(spec.get("port") or default_port)
     text = str(spec)
     if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
+        host, _bracket, rest = text[1:].partition("]")
         return host, int(rest.lstrip(":") or default_port)
     if text.count(":") == 1:
         host, port = text.split(":")

@@ -63,7 +63,7 @@ def settings_from_config(text: str) -> dict:
             settings["item_size_max"] = item_size_bytes(value)
         elif option == "-o":
             for extended in value.split(","):
-                name, _, setting = extended.partition("=")
+                name, _equals, setting = extended.partition("=")
                 switch = name[3:] if name.startswith("no_") else name
                 if switch in EXTENDED_SWITCHES:
                     settings[EXTENDED_SWITCHES[switch]] = not name.startswith("no_")

@@ -71,7 +71,7 @@ def render_config(model, router_host):
             replicate = "AllAsyncRoute"
         routes.append((name != local, name, dc, route, replicate))
     rendered_routes = []
-    for _, _name, dc, route, replicate in sorted(routes, key=lambda item: item[:2]):
+    for _remote, _name, dc, route, replicate in sorted(routes, key=lambda item: item[:2]):
         rendered_routes.append({"aliases": [dc["route_prefix"]], "route": route})
         rendered_routes.append(
             {

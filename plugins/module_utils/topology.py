@@ -289,7 +289,8 @@ def _fleet_settings(hosts, hostvars, problems):
         settings[name] = max(values.values(), key=lambda item: (len(item[1]), repr(item[0])))[0]
         if name in FLEET_SETTINGS and len(values) > 1:
             described = "; ".join(
-                f"{value} on {', '.join(hosts_with[:3])}" for value, (_, hosts_with) in sorted(values.items())
+                f"{value} on {', '.join(hosts_with[:3])}"
+                for value, (_value, hosts_with) in sorted(values.items())
             )
             problems.append(f"{name}: differs between hosts ({described}); it must be fleet-wide")
     return settings

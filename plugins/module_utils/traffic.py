@@ -314,7 +314,7 @@ def per_second(timeline: dict, origin: float | None = None) -> list[dict]:
         }
         for s in range(int(last - origin) + 1)
     ]
-    latencies: list[list[float]] = [[] for _ in rows]
+    latencies: list[list[float]] = [[] for _row in rows]
     for req in reqs:
         s = int(req["t"] - origin)
         if not 0 <= s < len(rows):

@@ -15,11 +15,11 @@ description:
   - RV(drift) is O(expected_settings) (what the inventory configures) against the running process.
   - Also returns the host's Debian release and clock, so a preflight can check them in the same call.
   - Read-only, except that O(round_trip) sets one key with a 30 s expiry and reads it back
-    (skipped in check mode); that probe is not a change of state, so RV(changed) is always false.
-  - A memcached that does not answer is reported (RV(running) false, RV(error)), not a failure:
+    (skipped in check mode); that probe is not a change of state, so C(changed) is always false.
+  - A memcached that does not answer is reported (RV(running) false, RV(error)), not a failure;
     the caller decides what it means.
 version_added: 0.2.0
-author: mcfleet developers
+author: mcfleet maintainers (@mcfleet)
 options:
   address:
     description: Address memcached listens on (the topology model's address of the host).
@@ -49,6 +49,7 @@ attributes:
     support: none
     description: Changes nothing.
   platform:
+    support: full
     platforms: debian
     description: Debian hosts running memcached.
 """
@@ -138,7 +139,7 @@ def debian_release(path="/etc/os-release"):
     try:
         with open(path) as stream:
             for line in stream:
-                name, _, value = line.strip().partition("=")
+                name, _equals, value = line.strip().partition("=")
                 if name == "VERSION_CODENAME":
                     return value.strip('"')
     except OSError:

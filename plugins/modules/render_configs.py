@@ -29,7 +29,7 @@ description:
     left from before a host changed engine, stays in place.
 version_added: "0.2.0"
 author:
-  - mcfleet
+  - mcfleet maintainers (@mcfleet)
 options:
   model:
     description:

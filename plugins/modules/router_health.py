@@ -14,9 +14,9 @@ description:
     as bad (an empty answer when all are healthy), and plain C(stats) with the cumulative
     counters C(proxy_backend_marked_bad) and C(proxy_backend_failed).
   - Returns the bad backends named by their inventory host where O(backends) knows them.
-    Read-only; RV(changed) is always false. A router that does not answer is reported, not a failure.
+    Read-only; C(changed) is always false. A router that does not answer is reported, not a failure.
 version_added: 0.2.0
-author: mcfleet developers
+author: mcfleet maintainers (@mcfleet)
 options:
   engine:
     description: The router's engine (the topology model's C(routers.<host>.engine)).
@@ -44,6 +44,7 @@ attributes:
     support: none
     description: Changes nothing.
   platform:
+    support: full
     platforms: debian
     description: Debian hosts running a router.
 """

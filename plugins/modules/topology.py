@@ -15,7 +15,7 @@ description:
     are read as numbers and booleans.
   - Runs on the controller only; contacts no host. Use it once per play with C(run_once).
 version_added: 0.2.0
-author: mcfleet developers
+author: mcfleet maintainers (@mcfleet)
 options:
   fact_name:
     description: Name of the fact the model is set as.
@@ -29,6 +29,7 @@ attributes:
     support: none
     description: Changes nothing, so there is nothing to diff.
   platform:
+    support: full
     platforms: all
     description: Runs on the controller.
 """

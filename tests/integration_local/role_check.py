@@ -61,7 +61,7 @@ class Run:
         # (profile_tasks) may print around it.
         start = result.stdout.find("\n{")
         try:
-            report, _ = json.JSONDecoder().raw_decode(result.stdout[start + 1 if start >= 0 else 0 :])
+            report, _end = json.JSONDecoder().raw_decode(result.stdout[start + 1 if start >= 0 else 0 :])
         except ValueError:
             report = {"plays": []}
         for play in report["plays"]:
@@ -125,7 +125,9 @@ def run_role(
     command += ["-e", json.dumps(variables)]
     if skip_tags:
         command += ["--skip-tags", ",".join(skip_tags)]
-    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    result = subprocess.run(
+        command, capture_output=True, text=True, env=env, cwd=REPO, timeout=300, check=False
+    )
     return Run(result)
 
 

@@ -43,7 +43,9 @@ SHARDS = ("mc1001", "mc1002", "mc1003")
 def _podman_usable():
     if shutil.which("podman") is None:
         return False
-    return subprocess.run(["podman", "image", "exists", IMAGE], capture_output=True).returncode == 0
+    return (
+        subprocess.run(["podman", "image", "exists", IMAGE], capture_output=True, check=False).returncode == 0
+    )
 
 
 pytestmark = pytest.mark.skipif(not _podman_usable(), reason=f"needs podman and {IMAGE} (lab/build-image.sh)")
@@ -132,7 +134,7 @@ def fleet():
             ("proxies_primary", "proxies_secondary"),
             ("routers",),
         ):
-            started = [host for host, (group, _, _) in HOSTS.items() if group in pools]
+            started = [host for host, (group, _datacentre, _address) in HOSTS.items() if group in pools]
             for host in started:
                 start_server(model, host)
             for host in started:
@@ -140,7 +142,7 @@ def fleet():
                     wait_for_port(HOSTS[host][2], port)
         yield model
     finally:
-        subprocess.run(["podman", "rm", "-f", "-t", "0", CONTAINER], capture_output=True)
+        subprocess.run(["podman", "rm", "-f", "-t", "0", CONTAINER], capture_output=True, check=False)
 
 
 def client(host, port=11211):

@@ -79,7 +79,7 @@ def rendered(tmp_path_factory):
 def test_configs_are_the_golden_files(rendered, inventory):
     model, files = rendered[inventory]
     assert files, f"{inventory} has no routers"
-    for host, (_, config) in files.items():
+    for host, (_unit, config) in files.items():
         golden = GOLDEN / inventory / host / ENGINES[model["routers"][host]["engine"]]["golden"]
         assert config == golden.read_text(), f"{host}: config differs from {golden.relative_to(REPO)}"
 

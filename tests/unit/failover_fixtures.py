@@ -32,7 +32,9 @@ import zlib
 from ansible_collections.mcfleet.fleet.plugins.module_utils.failover_verify import FailoverVerifier
 from ansible_collections.mcfleet.fleet.plugins.module_utils.memcache_client import (
     MemcacheClient,
+    MemcacheConnectionError,
     MemcacheError,
+    MemcacheTimeout,
 )
 
 MEMCACHED = shutil.which("memcached") or "/usr/bin/memcached"
@@ -118,7 +120,7 @@ class Link:
     def _bind(self, sock: socket.socket) -> socket.socket:
         # A closed listener lingers until the accept thread's poll returns (<= 0.1 s).
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        for _ in range(100):
+        for _attempt in range(100):
             try:
                 sock.bind(("127.0.0.1", self.port))
                 return sock
@@ -130,7 +132,7 @@ class Link:
     def _accept(self, listener: socket.socket) -> None:
         while self._listener is listener:
             try:
-                client, _ = listener.accept()
+                client, _peer = listener.accept()
             except TimeoutError:
                 continue
             except OSError:
@@ -285,7 +287,8 @@ class FailoverRouter:
             try:
                 return op(client, routing_key, False)
             except (MemcacheError, OSError) as exc:
-                if type(exc) is MemcacheError:  # an error reply, not an unreachable server
+                unreachable = isinstance(exc, (MemcacheConnectionError, MemcacheTimeout, OSError))
+                if not unreachable:  # an error reply, not an unreachable server
                     raise
                 self._fail(index)
                 if index not in self.tko:
@@ -301,7 +304,7 @@ class FailoverRouter:
     def _accept(self) -> None:
         while not self._stopping:
             try:
-                conn, _ = self._listener.accept()
+                conn, _peer = self._listener.accept()
             except TimeoutError:
                 continue
             except OSError:
@@ -369,7 +372,7 @@ class Fleet:
     """3 shards and 1 gutter (real memcached), a link per shard, and the failover router."""
 
     def __init__(self, gutter_ttl_s: int = GUTTER_TTL_S, delete_to_gutter: bool = True):
-        self.shards = [MemcachedProcess() for _ in range(3)]
+        self.shards = [MemcachedProcess() for _shard in range(3)]
         self.gutter = MemcachedProcess()
         self.links = [Link(s.spec) for s in self.shards]
         self.router = FailoverRouter(

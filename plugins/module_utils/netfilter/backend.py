@@ -113,7 +113,7 @@ def converge(table, chain, desired_rules=None, desired_jump=None, ruleset=None, 
     if check_mode:
         return first, first.after
     change = first
-    for _ in range(CONVERGE_ATTEMPTS):
+    for _attempt in range(CONVERGE_ATTEMPTS):
         table.restore(change.script())
         change = plan_chain(table.read(), chain, desired_rules, desired_jump)
         if not change.changed:

@@ -51,7 +51,8 @@ def fleet_model(**settings):
 MODEL = fleet_model()
 
 
-def expected_files(model=MODEL, hosts=None):
+def expected_files(model=None, hosts=None):
+    model = MODEL if model is None else model
     files = {}
     for host in hosts or model["routers"]:
         if model["routers"][host]["engine"] == "mcrouter":
@@ -104,7 +105,7 @@ def test_writes_every_routers_files_with_the_renderers_names(tmp_path):
     for path in dest.rglob("*"):
         mode = stat.S_IMODE(path.stat().st_mode)
         assert mode == (0o755 if path.is_dir() else 0o644), path
-    assert not [path for path in dest.rglob(".*")], "temporary files left behind"
+    assert not list(dest.rglob(".*")), "temporary files left behind"
 
 
 def test_a_second_run_changes_nothing_and_writes_nothing(tmp_path):
@@ -285,14 +286,22 @@ def test_the_documentation_matches_the_arguments_and_the_result(tmp_path):
     yaml.safe_load(documentation.EXAMPLES)
 
 
-# playbooks/render.yml, run for real on an inventory of this repository.
+# playbooks/render.yml, run for real on an inventory of this repository, with the checkout's
+# toolchain: ansible.cfg names Mitogen's strategy and ansible.posix's callback, which are in
+# .venv. ansible-test's copy of the tree has no .venv, so there these tests skip; plain
+# pytest (make unit) runs them.
+ANSIBLE_PLAYBOOK = REPO / ".venv" / "bin" / "ansible-playbook"
+needs_checkout_venv = pytest.mark.skipif(
+    not ANSIBLE_PLAYBOOK.exists(),
+    reason="runs ansible-playbook from the checkout's .venv (Mitogen, ansible.posix); run by plain pytest",
+)
 
 
 def render_playbook(*arguments):
     environment = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg")}
     return subprocess.run(
         [
-            str(REPO / ".venv" / "bin" / "ansible-playbook"),
+            str(ANSIBLE_PLAYBOOK),
             str(REPO / "playbooks" / "render.yml"),
             *arguments,
         ],
@@ -301,9 +310,11 @@ def render_playbook(*arguments):
         capture_output=True,
         text=True,
         timeout=300,
+        check=False,
     )
 
 
+@needs_checkout_venv
 def test_render_playbook_limit_renders_only_the_named_hosts_and_is_idempotent(tmp_path):
     limit = [
         "-i",
@@ -327,6 +338,7 @@ def test_render_playbook_limit_renders_only_the_named_hosts_and_is_idempotent(tm
     assert "changed=0" in again.stdout and "changed=1" not in again.stdout
 
 
+@needs_checkout_venv
 def test_render_playbook_check_diff_writes_nothing(tmp_path):
     dest = tmp_path / "render"
     result = render_playbook(
@@ -337,6 +349,7 @@ def test_render_playbook_check_diff_writes_nothing(tmp_path):
     assert not dest.exists()
 
 
+@needs_checkout_venv
 def test_render_playbook_without_render_dir_fails_naming_it():
     result = render_playbook("-i", str(REPO / "inventories" / "lab"))
     assert result.returncode != 0

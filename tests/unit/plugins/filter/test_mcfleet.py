@@ -1,25 +1,20 @@
-"""The filters' own behaviour: Ansible errors that name every problem, and refusals."""
+"""The filters' own behaviour: refusals as Ansible errors, and what they give templates.
+
+(The topology model itself is built by the topology action: tests/unit/plugins/action/test_topology.py.)
+"""
 
 import pytest
 from ansible.errors import AnsibleFilterError
-from ansible_collections.mcfleet.fleet.plugins.filter.mcfleet import FilterModule
+from ansible_collections.mcfleet.fleet.plugins.filter.mcfleet import FilterModule, network_problem
+from ansible_collections.mcfleet.fleet.plugins.module_utils.topology import build_topology
 from ansible_collections.mcfleet.fleet.tests.unit.topology_fixtures import small_fleet
 
 FILTERS = FilterModule().filters()
 
 
-def test_topology_raises_an_ansible_error_listing_every_problem():
-    groups, hostvars = small_fleet(mcfleet_gutter_ttl_s=0)
-    hostvars["mw1001"]["mcfleet_router_engine"] = "nginx"
-    with pytest.raises(AnsibleFilterError) as caught:
-        FILTERS["topology"](groups, hostvars)
-    assert "mcfleet_gutter_ttl_s: 0" in str(caught.value)
-    assert "mw1001: mcfleet_router_engine 'nginx'" in str(caught.value)
-
-
 @pytest.mark.parametrize("name", ["router_config", "router_config_name", "mcrouter_flags"])
 def test_router_filters_refuse_a_host_that_is_no_router(name):
-    model = FILTERS["topology"](*small_fleet())
+    model = build_topology(*small_fleet())
     with pytest.raises(AnsibleFilterError, match="mc1001 is not a router or proxy"):
         FILTERS[name](model, "mc1001")
 
@@ -27,7 +22,12 @@ def test_router_filters_refuse_a_host_that_is_no_router(name):
 def test_config_names_follow_the_engine():
     groups, hostvars = small_fleet()
     hostvars["mw2001"]["mcfleet_router_engine"] = "memcached_proxy"
-    model = FILTERS["topology"](groups, hostvars)
+    model = build_topology(groups, hostvars)
     assert FILTERS["router_config_name"](model, "mw1001").endswith(".json")
     assert FILTERS["router_config_name"](model, "mw2001").endswith(".lua")
     assert FILTERS["router_config"](model, "mw2001").startswith("-- mcfleet: memcached proxy")
+
+
+def test_network_problem_is_empty_for_a_network_and_names_a_bad_one():
+    assert network_problem("fd00::/8") == ""
+    assert "10.0.0.0/33" in network_problem("10.0.0.0/33")

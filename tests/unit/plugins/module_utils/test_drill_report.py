@@ -69,7 +69,7 @@ def test_figures_follow_the_timeline(tmp_path):
     assert report["client_errors"] == report["client_errors_during_block"] == 20
     assert report["outcomes"]["miss"] == 25
     assert report["latency_ms"]["before"] == {"requests": 100, "p50": 1.0, "p99": 1.0, "max": 1.0}
-    during_ms = sorted(ms for _, ms, _ in during)
+    during_ms = sorted(ms for _at, ms, _outcome in during)
     assert report["latency_ms"]["during"]["p50"] == during_ms[49]  # nearest rank of 100 values
     assert report["latency_ms"]["during"]["max"] == 1000.0
     assert report["latency_ms"]["after"]["p99"] == 2.0
@@ -94,7 +94,7 @@ def test_figures_follow_the_timeline(tmp_path):
     assert "| `client_errors` | 20 |" in files[".md"]
     assert json.loads(files[".json"])["gutter_hit_ratio"] == report["gutter_hit_ratio"]
 
-    rules_left, _ = build_report(drill, str(timeline), verify, events, rules_left=1)
+    rules_left, _report = build_report(drill, str(timeline), verify, events, rules_left=1)
     assert rules_left["ok"] is False
 
 

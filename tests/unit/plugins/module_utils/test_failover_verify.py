@@ -142,7 +142,7 @@ def test_gutter_copies_without_a_ttl_cap_are_reported():
 def pause_drill(fleet: Fleet, policy: str) -> tuple[dict, dict, dict]:
     """SIGSTOP blocks everyone, the verifier too (like a block without `sources`)."""
     verifier = fleet.verifier(timeout_s=0.5)
-    _, state = verifier.before(canaries=CANARIES)
+    _before, state = verifier.before(canaries=CANARIES)
     fleet.shards[0].pause()
     try:
         during, state = verifier.during(state, "mc1001", policy, failover_timeout_s=10)
@@ -166,7 +166,7 @@ def test_paused_shard_comes_back_with_stale_values(fleet):
 
 
 def test_flush_policy_fails_loudly_when_the_shard_is_out_of_reach(fleet):
-    during, after, _ = pause_drill(fleet, "flush")
+    during, after, _state = pause_drill(fleet, "flush")
     assert during["flushed"] is False
     assert any("cannot flush mc1001" in v for v in during["violations"])
     assert not during["ok"]
@@ -191,7 +191,7 @@ def test_bad_input_is_refused_before_anything_is_written(fleet):
     verifier = fleet.verifier()
     with pytest.raises(VerifyError, match="needs the state"):
         verifier.during(None, "mc1001", "keep")
-    _, state = verifier.before(canaries=CANARIES)
+    _before, state = verifier.before(canaries=CANARIES)
     with pytest.raises(VerifyError, match="not a main shard"):
         verifier.during(state, "mc-gp1001", "keep")
     with pytest.raises(VerifyError, match="rejoin_policy"):

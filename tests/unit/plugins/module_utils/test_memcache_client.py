@@ -13,7 +13,9 @@ from ansible_collections.mcfleet.fleet.tests.unit.failover_fixtures import Memca
 from pymemcache.client.base import Client as PyMemcache
 
 
-@pytest.fixture(scope="module")
+# One memcached per test, not per module: `ansible-test units` runs each test in a forked
+# child, which never tears down a module-scoped fixture, so its memcached would outlive the run.
+@pytest.fixture
 def server():
     proc = MemcachedProcess()
     yield proc

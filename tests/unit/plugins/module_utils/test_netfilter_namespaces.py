@@ -292,7 +292,7 @@ def test_check_mode_changes_nothing_and_its_diff_is_what_happens(lab, modules):
 
 
 def test_bad_input_is_refused_before_the_host_is_touched(lab, modules):
-    firewall, _ = modules
+    firewall, _shard_block = modules
     before = listings(lab)
     for params, message in [
         ({"client_networks": [ROUTERS, "10.89.251.0/33"]}, "client_networks[1]='10.89.251.0/33'"),

@@ -1,7 +1,7 @@
 """Rendered router configurations: golden files, mcrouter route handle structure, flags.
 
 Regenerate the golden files after an intended change with
-    MCFLEET_UPDATE_GOLDEN=1 .venv/bin/pytest tests/unit/plugins/module_utils/test_render.py
+    MCFLEET_UPDATE_GOLDEN=1 .venv/bin/pytest tests/unit/plugins/filter/test_render.py
 and review the diff like any other change.
 """
 
@@ -88,7 +88,7 @@ def test_every_mcrouter_handle_is_well_formed(inventory, host, model, config):
     assert handles
     for handle in handles:
         if isinstance(handle, str):
-            kind, _, pool = handle.partition("|")
+            kind, _bar, pool = handle.partition("|")
             assert kind == "PoolRoute", handle
             assert pool in pools, f"{handle} names an unknown pool"
             used_pools.add(pool)

@@ -1,6 +1,12 @@
-"""The topology model: built from the real inventories, and every validation error on its own."""
+"""The topology model: built from the real inventories, every validation error on its own, and
+the topology action that sets it as a fact."""
+
+from types import SimpleNamespace
+from unittest import mock
 
 import pytest
+from ansible.parsing.dataloader import DataLoader
+from ansible_collections.mcfleet.fleet.plugins.action.topology import ActionModule
 from ansible_collections.mcfleet.fleet.plugins.module_utils.topology import (
     DEFAULTS,
     TKO_DEFAULTS,
@@ -154,10 +160,53 @@ def test_remote_datacentre_also_in_inventory():
     )
 
 
-@pytest.mark.parametrize("ttl", [0, -5, 3601, "60", 1.5])
+@pytest.mark.parametrize("ttl", [0, -5, 3601, "3601"])
 def test_gutter_ttl_out_of_range(ttl):
     groups, hostvars = small_fleet(mcfleet_gutter_ttl_s=ttl)
-    assert only_problem(groups, hostvars) == f"mcfleet_gutter_ttl_s: {ttl!r} is out of range 1..3600 seconds"
+    assert (
+        only_problem(groups, hostvars)
+        == f"mcfleet_gutter_ttl_s: {int(ttl)!r} is out of range 1..3600 seconds"
+    )
+
+
+@pytest.mark.parametrize("ttl", [1.5, "1.5", "sixty"])
+def test_gutter_ttl_not_a_whole_number(ttl):
+    groups, hostvars = small_fleet(mcfleet_gutter_ttl_s=ttl)
+    assert only_problem(groups, hostvars) == (
+        f"mcfleet_gutter_ttl_s: {ttl!r} is not a whole number of seconds (1..3600)"
+    )
+
+
+def test_gutter_ttl_given_as_text_is_read_as_a_number():
+    # As `-e mcfleet_gutter_ttl_s=60` gives it.
+    assert build_topology(*small_fleet(mcfleet_gutter_ttl_s="60"))["gutter_ttl_s"] == 60
+
+
+def run_topology_action(groups, hostvars, **args):
+    task = SimpleNamespace(args=args, check_mode=False, diff=False, async_val=0, action="topology")
+    connection = mock.MagicMock()
+    connection._shell.tmpdir = None
+    action = ActionModule(task, connection, mock.MagicMock(), DataLoader(), None, None)
+    action._load_name = "mcfleet.fleet.topology"
+    return action.run(task_vars={"groups": groups, "hostvars": hostvars})
+
+
+def test_topology_action_fails_listing_every_problem():
+    groups, hostvars = small_fleet(mcfleet_gutter_ttl_s=0)
+    hostvars["mw1001"]["mcfleet_router_engine"] = "nginx"
+    result = run_topology_action(groups, hostvars)
+    assert result["failed"] is True
+    assert "mcfleet_gutter_ttl_s: 0" in result["msg"]
+    assert "mw1001: mcfleet_router_engine 'nginx'" in result["msg"]
+    assert len(result["problems"]) == 2, result["problems"]
+
+
+def test_topology_action_sets_the_model_as_the_named_fact():
+    groups, hostvars = small_fleet()
+    result = run_topology_action(groups, hostvars, fact_name="fleet")
+    assert result["changed"] is False
+    assert result["ansible_facts"] == {"fleet": build_topology(groups, hostvars)}
+    assert run_topology_action(groups, hostvars, fact="x")["msg"] == "unknown options: fact"
 
 
 def test_router_with_no_pools():
