@@ -8,12 +8,19 @@ The model itself is built once per run by the mcfleet.fleet.topology action (pla
 "{{ mcfleet | mcfleet.fleet.memcached_clients(inventory_hostname) }}"    CIDRs that may reach a shard
 "{{ mcfleet | mcfleet.fleet.drill_plan(groups['all'], shard=..., mode=...) }}"   drill targets or refusals
 "{{ item | mcfleet.fleet.network_problem }}"   '' for an IPv4/IPv6 address or CIDR, else why not
+"{{ mcfleet | mcfleet.fleet.router_config_path(inventory_hostname, override) }}"  deployed config's path
+"{{ variables | mcfleet.fleet.memcached_expected_settings(port) }}"   `stats settings` the memcached
+    role configures from these inventory variables, its defaults/main.yml filling the rest
 """
 
+from pathlib import Path
+
+import yaml
 from ansible.errors import AnsibleFilterError
 from ansible_collections.mcfleet.fleet.plugins.module_utils import (
     drill_plan as drill_plan_utils,
 )
+from ansible_collections.mcfleet.fleet.plugins.module_utils import preflight as preflight_utils
 from ansible_collections.mcfleet.fleet.plugins.module_utils import render_mcrouter, render_memcached_proxy
 from ansible_collections.mcfleet.fleet.plugins.module_utils.netfilter import NetfilterError, parse_network
 from ansible_collections.mcfleet.fleet.plugins.module_utils.topology import (
@@ -24,6 +31,14 @@ CONFIG_NAMES = {
     "mcrouter": render_mcrouter.CONFIG_NAME,
     "memcached_proxy": render_memcached_proxy.CONFIG_NAME,
 }
+
+CONFIG_PATHS = {
+    "mcrouter": render_mcrouter.CONFIG_PATH,
+    "memcached_proxy": render_memcached_proxy.CONFIG_PATH,
+}
+# This file is <collection>/plugins/filter/mcfleet.py.
+COLLECTION_ROOT = Path(__file__).parent.parent.parent
+MEMCACHED_ROLE_DEFAULTS = COLLECTION_ROOT / "roles" / "memcached" / "defaults" / "main.yml"
 
 
 def _router(model, host):
@@ -42,6 +57,26 @@ def router_config(model, host):
 
 def router_config_name(model, host):
     return CONFIG_NAMES[_router(model, host)["engine"]]
+
+
+def router_config_path(model, host, override=None):
+    """Where the router's role deploys its config: the inventory's override
+    (mcrouter_config_path, memcached_proxy_config_path) or the role's default."""
+    return override or CONFIG_PATHS[_router(model, host)["engine"]]
+
+
+def memcached_role_defaults(path=MEMCACHED_ROLE_DEFAULTS):
+    with open(path, encoding="utf-8") as stream:
+        return yaml.safe_load(stream) or {}
+
+
+def memcached_expected_settings(variables, port):
+    """`stats settings` values the memcached role configures from `variables` (the host's
+    inventory variables; those not set come from the role's defaults/main.yml)."""
+    try:
+        return preflight_utils.expected_settings(dict(variables or {}), memcached_role_defaults(), port)
+    except (TypeError, ValueError) as error:
+        raise AnsibleFilterError(f"memcached_expected_settings: {error}") from None
 
 
 def mcrouter_flags(model, host, config_path=render_mcrouter.CONFIG_PATH, tls_paths=None):
@@ -77,4 +112,6 @@ class FilterModule:
             "drill_plan": drill_plan,
             "memcached_clients": memcached_clients,
             "network_problem": network_problem,
+            "router_config_path": router_config_path,
+            "memcached_expected_settings": memcached_expected_settings,
         }
