@@ -7,6 +7,7 @@ The model itself is built once per run by the mcfleet.fleet.topology action (pla
 "{{ mcfleet | mcfleet.fleet.proxy_options(inventory_hostname, config_path, library_path) }}"
 "{{ mcfleet | mcfleet.fleet.memcached_clients(inventory_hostname) }}"    CIDRs that may reach a shard
 "{{ mcfleet | mcfleet.fleet.drill_plan(groups['all'], shard=..., mode=...) }}"   drill targets or refusals
+"{{ mcfleet | mcfleet.fleet.drill_plan_lines(targets) }}"   one line per shard to drill (--check plan)
 "{{ item | mcfleet.fleet.network_problem }}"   '' for an IPv4/IPv6 address or CIDR, else why not
 "{{ mcfleet | mcfleet.fleet.router_config_path(inventory_hostname, override) }}"  deployed config's path
 "{{ variables | mcfleet.fleet.memcached_expected_settings(port) }}"   `stats settings` the memcached
@@ -93,6 +94,10 @@ def drill_plan(model, inventory_hosts, **choices):
     return drill_plan_utils.plan_drill(model, inventory_hosts, **choices)
 
 
+def drill_plan_lines(model, targets):
+    return drill_plan_utils.describe_targets(model, targets)
+
+
 def network_problem(value):
     """'' when `value` is an IPv4 or IPv6 address or CIDR network, as client_firewall reads it."""
     try:
@@ -110,6 +115,7 @@ class FilterModule:
             "mcrouter_flags": mcrouter_flags,
             "proxy_options": proxy_options,
             "drill_plan": drill_plan,
+            "drill_plan_lines": drill_plan_lines,
             "memcached_clients": memcached_clients,
             "network_problem": network_problem,
             "router_config_path": router_config_path,
