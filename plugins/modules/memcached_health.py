@@ -16,7 +16,7 @@ description:
   - Also returns the host's Debian release and clock, so a preflight can check them in the same call.
   - Read-only, except that O(round_trip) sets one key with a 30 s expiry and reads it back
     (skipped in check mode); that probe is not a change of state, so RV(changed) is always false.
-  - A memcached that does not answer is reported (RV(running) false, RV(error)), not a failure:
+  - A memcached that does not answer is reported (RV(running) false, RV(error)), not a failure;
     the caller decides what it means.
 version_added: 0.2.0
 author: mcfleet developers

@@ -9,7 +9,7 @@ module: netfilter_rules
 short_description: List drill and maintenance chains and jumps left in iptables and ip6tables
 description:
   - Reads the filter table of IPv4 and IPv6 (C(iptables -S), C(ip6tables -S)) through every
-    iptables backend present on the host (nf_tables and legacy: rules made with one are
+    iptables backend present on the host (nf_tables and legacy; rules made with one are
     invisible to the other) and lists every chain whose name matches O(patterns), and every
     rule, in any chain, that jumps to such a chain.
   - The default patterns are those of a failover drill's block (C(MCFLEET-DRILL...)) and of a

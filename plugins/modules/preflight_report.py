@@ -16,7 +16,7 @@ description:
     per datacentre, C(gutter_capacity) (free gutter memory against the bytes of the O(batch_size)
     largest main shards). Each check is C(ok), C(warn) or C(FAIL).
   - Writes the JSON report to O(report_dir)C(/preflight-<scope>-<UTC timestamp>.json), where the scope
-    is C(all), a datacentre or datacentres joined by C(+). It does so in check mode too: the report is
+    is C(all), a datacentre or datacentres joined by C(+). It does so in check mode too, as the report is
     the run's output and changes no host.
   - Does not fail on failed checks; the playbook does, listing RV(failed_checks).
 version_added: 0.2.0
@@ -73,7 +73,7 @@ summary:
   type: dict
   sample: {ok: 80, warn: 0, FAIL: 1}
 failed_checks:
-  description: One line per failed check, C(<check> <host>: <detail>).
+  description: "One line per failed check: C(<check> <host>: <detail>)."
   returned: success
   type: list
   elements: str
