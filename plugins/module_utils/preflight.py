@@ -169,6 +169,12 @@ def _row(check, host, status, detail, data=None):
     return row
 
 
+def _one_line(message, limit=200):
+    """A connection error's message on one line, its last words kept (they say why)."""
+    text = " ".join(str(message or "").split())
+    return text if len(text) <= limit else "..." + text[-limit:]
+
+
 def _usable(result):
     """A registered result that ran (not skipped, not unreachable), or None."""
     if not isinstance(result, Mapping) or result.get("skipped") or result.get("unreachable"):
@@ -182,9 +188,9 @@ def _host_rows(host, entry, probe, expected_sha1):
     if not probe:
         return [_row("reachable", host, FAIL, "not probed")]
     if probe.get("unreachable"):
-        return [_row("reachable", host, FAIL, f"unreachable: {probe.get('msg', '')}".strip())]
+        return [_row("reachable", host, FAIL, f"unreachable: {_one_line(probe.get('msg'))}".strip())]
     if probe.get("failed"):
-        return [_row("reachable", host, FAIL, f"probe failed: {probe.get('msg', '')}".strip())]
+        return [_row("reachable", host, FAIL, f"probe failed: {_one_line(probe.get('msg'))}".strip())]
     ran = {name: _usable(probe.get(name)) for name in ("memcached", "router", "config", "netfilter")}
     rows.append(_row("reachable", host, OK, "answered"))
 

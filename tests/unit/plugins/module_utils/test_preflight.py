@@ -231,3 +231,11 @@ def test_plain_turns_ansible_types_into_json():
 def test_router_config_path_prefers_the_inventory(fleet):
     assert router_config_path(fleet, "mw1001") == "/etc/mcrouter/config.json"
     assert router_config_path(fleet, "mw1001", "/srv/mcrouter.json") == "/srv/mcrouter.json"
+
+
+def test_unreachable_message_is_one_line(fleet):
+    probes = _healthy_probes(fleet)
+    probes["mc2001"] = {"unreachable": True, "msg": "EOF on stream;\nError: " + "x" * 300 + " improper"}
+    rows = preflight.build_checks(fleet, ["mc2001"], probes)
+    detail = _status(rows, "reachable", "mc2001")["detail"]
+    assert "\n" not in detail and detail.endswith("x improper") and len(detail) < 230
