@@ -7,14 +7,21 @@ The model itself is built once per run by the mcfleet.fleet.topology action (pla
 "{{ mcfleet | mcfleet.fleet.proxy_options(inventory_hostname, config_path, library_path) }}"
 "{{ mcfleet | mcfleet.fleet.memcached_clients(inventory_hostname) }}"    CIDRs that may reach a shard
 "{{ mcfleet | mcfleet.fleet.drill_plan(groups['all'], shard=..., mode=...) }}"   drill targets or refusals
+"{{ mcfleet | mcfleet.fleet.drill_plan_lines(targets) }}"   one line per shard to drill (--check plan)
 "{{ item | mcfleet.fleet.network_problem }}"   '' for an IPv4/IPv6 address or CIDR, else why not
 "{{ mcfleet | mcfleet.fleet.maintenance_plan(play_hosts, reason=..., action=..., ...) }}"   plan or refusals
 "{{ batch_size | mcfleet.fleet.gutter_room(shard_bytes, gutter_counters) }}"   None, or why it is short
 "{{ target | mcfleet.fleet.downgrades(host_releases) }}"       a refusal per host newer than the target
 "{{ timeline_path | mcfleet.fleet.client_errors(start, end) }}"   requests and errors in a traffic timeline
 "{{ reimage_command | mcfleet.fleet.reimage_argv(host, address, release) }}"   the command's words
+"{{ mcfleet | mcfleet.fleet.router_config_path(inventory_hostname, override) }}"  deployed config's path
+"{{ variables | mcfleet.fleet.memcached_expected_settings(port) }}"   `stats settings` the memcached
+    role configures from these inventory variables, its defaults/main.yml filling the rest
 """
 
+from pathlib import Path
+
+import yaml
 from ansible.errors import AnsibleFilterError
 from ansible_collections.mcfleet.fleet.plugins.module_utils import (
     drill_plan as drill_plan_utils,
@@ -22,6 +29,7 @@ from ansible_collections.mcfleet.fleet.plugins.module_utils import (
 from ansible_collections.mcfleet.fleet.plugins.module_utils import (
     maintenance_plan as maintenance_plan_utils,
 )
+from ansible_collections.mcfleet.fleet.plugins.module_utils import preflight as preflight_utils
 from ansible_collections.mcfleet.fleet.plugins.module_utils import render_mcrouter, render_memcached_proxy
 from ansible_collections.mcfleet.fleet.plugins.module_utils import traffic as traffic_utils
 from ansible_collections.mcfleet.fleet.plugins.module_utils.netfilter import NetfilterError, parse_network
@@ -33,6 +41,14 @@ CONFIG_NAMES = {
     "mcrouter": render_mcrouter.CONFIG_NAME,
     "memcached_proxy": render_memcached_proxy.CONFIG_NAME,
 }
+
+CONFIG_PATHS = {
+    "mcrouter": render_mcrouter.CONFIG_PATH,
+    "memcached_proxy": render_memcached_proxy.CONFIG_PATH,
+}
+# This file is <collection>/plugins/filter/mcfleet.py.
+COLLECTION_ROOT = Path(__file__).parent.parent.parent
+MEMCACHED_ROLE_DEFAULTS = COLLECTION_ROOT / "roles" / "memcached" / "defaults" / "main.yml"
 
 
 def _router(model, host):
@@ -53,6 +69,26 @@ def router_config_name(model, host):
     return CONFIG_NAMES[_router(model, host)["engine"]]
 
 
+def router_config_path(model, host, override=None):
+    """Where the router's role deploys its config: the inventory's override
+    (mcrouter_config_path, memcached_proxy_config_path) or the role's default."""
+    return override or CONFIG_PATHS[_router(model, host)["engine"]]
+
+
+def memcached_role_defaults(path=MEMCACHED_ROLE_DEFAULTS):
+    with open(path, encoding="utf-8") as stream:
+        return yaml.safe_load(stream) or {}
+
+
+def memcached_expected_settings(variables, port):
+    """`stats settings` values the memcached role configures from `variables` (the host's
+    inventory variables; those not set come from the role's defaults/main.yml)."""
+    try:
+        return preflight_utils.expected_settings(dict(variables or {}), memcached_role_defaults(), port)
+    except (TypeError, ValueError) as error:
+        raise AnsibleFilterError(f"memcached_expected_settings: {error}") from None
+
+
 def mcrouter_flags(model, host, config_path=render_mcrouter.CONFIG_PATH, tls_paths=None):
     _router(model, host)
     return render_mcrouter.command_line_flags(model, host, config_path, tls_paths)
@@ -65,6 +101,10 @@ def proxy_options(model, host, config_path, library_path):
 
 def drill_plan(model, inventory_hosts, **choices):
     return drill_plan_utils.plan_drill(model, inventory_hosts, **choices)
+
+
+def drill_plan_lines(model, targets):
+    return drill_plan_utils.describe_targets(model, targets)
 
 
 def network_problem(value):
@@ -109,6 +149,7 @@ class FilterModule:
             "mcrouter_flags": mcrouter_flags,
             "proxy_options": proxy_options,
             "drill_plan": drill_plan,
+            "drill_plan_lines": drill_plan_lines,
             "memcached_clients": memcached_clients,
             "maintenance_plan": maintenance_plan,
             "gutter_room": gutter_room,
@@ -116,4 +157,6 @@ class FilterModule:
             "client_errors": client_errors,
             "reimage_argv": reimage_argv,
             "network_problem": network_problem,
+            "router_config_path": router_config_path,
+            "memcached_expected_settings": memcached_expected_settings,
         }

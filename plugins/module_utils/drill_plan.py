@@ -75,3 +75,25 @@ def plan_drill(
         "rollback_s": int(rollback) if rollback.isdigit() else None,
         "problems": problems,
     }
+
+
+def describe_targets(model, targets):
+    """One line per shard, in drill order, for the plan printed under --check."""
+    lines = []
+    for number, shard in enumerate(targets, 1):
+        host = model["hosts"][shard]
+        dc = model["datacentres"][host["datacentre"]]
+        router = dc["routers"][0] if dc["routers"] else None
+        sources = list(
+            dict.fromkeys(
+                entry["address"]
+                for pool in ("routers", "proxies_primary", "proxies_secondary")
+                for entry in dc[pool]
+            )
+        )
+        through = f"{router['host']} {router['address']}:{router['port']}" if router else "no router"
+        lines.append(
+            f"{number}. {shard} ({host['datacentre']}, port {host['port']}): traffic through {through}; "
+            f"blocked for {', '.join(sources) or 'nobody'}"
+        )
+    return lines

@@ -36,6 +36,19 @@ EXTENDED_SWITCHES = {
 COUNTERS = ("bytes", "limit_maxbytes", "curr_items", "get_hits", "get_misses", "evictions", "uptime")
 
 
+def debian_release(path="/etc/os-release"):
+    """The host's Debian release: VERSION_CODENAME of os-release(5), '' when unknown."""
+    try:
+        with open(path) as stream:
+            for line in stream:
+                name, _, value = line.strip().partition("=")
+                if name == "VERSION_CODENAME":
+                    return value.strip('"')
+    except OSError:
+        pass
+    return ""
+
+
 class HealthError(Exception):
     """A server that cannot be asked, or an answer that cannot be read."""
 

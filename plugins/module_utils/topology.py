@@ -12,7 +12,8 @@ Shape:
                       (lists of {host, address, port}, sorted by host)
     ports, gutter_ttl_s, failover_errors, tko, cross_dc_tls, broadcast_prefix
     routers.<host>:  datacentre, engine, address, port, role, cross_dc_port
-    hosts.<host>:    datacentre, pool, address, port
+    hosts.<host>:    datacentre, pool, address, port,
+                     release (the Debian release the host must run: `mcfleet_release`, or None)
     controller_addresses: addresses the controller reaches memcached from (drills, checks)
 
 Knobs given on the command line (`-e mcfleet_gutter_ttl_s=11`) arrive as strings: whole
@@ -97,6 +98,9 @@ FLEET_SETTINGS = (
     "mcfleet_remote_datacentres",
     "mcfleet_controller_addresses",
 )
+# Debian releases a host may be expected to run (`mcfleet_release`, optional per host):
+# the ones the memcached role has vars for (roles/memcached/vars/<release>.yml).
+RELEASES = ("buster", "bullseye", "bookworm", "trixie")
 # A datacentre name becomes part of key prefixes and Lua/JSON pool names.
 DATACENTRE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -166,6 +170,7 @@ def build_topology(groups, hostvars):
             "pool": HOST_POOL_NAMES[pool],
             "address": address,
             "port": port,
+            "release": _release_of(host, hvars, problems),
         }
         _claim_endpoint(endpoints, address, port, host, problems)
         if pool in ROUTER_ROLES:
@@ -361,6 +366,17 @@ def _address_of(host, hvars, problems):
     except ValueError:
         problems.append(f"{host}: mcfleet_address {address!r} is not an IP address")
         return None
+
+
+def _release_of(host, hvars, problems):
+    """The Debian release (codename) the host is expected to run, or None when not set."""
+    release = _plain(hvars.get("mcfleet_release"))
+    if release is None:
+        return None
+    if release not in RELEASES:
+        problems.append(f"{host}: mcfleet_release {release!r} is not one of {', '.join(RELEASES)}")
+        return None
+    return release
 
 
 def _port_of(host, hvars, name, default, problems):

@@ -127,24 +127,13 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.mcfleet.fleet.plugins.module_utils.memcached_health import (
     HealthError,
+    debian_release,
     drift,
     hit_ratio,
     read_server,
     round_trip,
     settings_from_config,
 )
-
-
-def debian_release(path="/etc/os-release"):
-    try:
-        with open(path) as stream:
-            for line in stream:
-                name, _equals, value = line.strip().partition("=")
-                if name == "VERSION_CODENAME":
-                    return value.strip('"')
-    except OSError:
-        pass
-    return ""
 
 
 def main():

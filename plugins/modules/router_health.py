@@ -15,6 +15,7 @@ description:
     counters C(proxy_backend_marked_bad) and C(proxy_backend_failed).
   - Returns the bad backends named by their inventory host where O(backends) knows them.
     Read-only; C(changed) is always false. A router that does not answer is reported, not a failure.
+  - Also returns the host's Debian release and clock, so a preflight can check them in the same call.
 version_added: 0.2.0
 author: mcfleet maintainers (@mcfleet)
 options:
@@ -79,14 +80,29 @@ bad:
   returned: always
   type: list
   elements: dict
+release:
+  description: The host's Debian release (VERSION_CODENAME of /etc/os-release).
+  returned: always
+  type: str
+  sample: trixie
+time:
+  description: The host's clock (seconds since the epoch) when the module started.
+  returned: always
+  type: float
 counters:
   description: memcached proxy only, proxy_backend_total, proxy_backend_marked_bad and proxy_backend_failed.
   returned: when answered
   type: dict
 """
 
+import time
+
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.mcfleet.fleet.plugins.module_utils.memcached_health import HealthError, read_router
+from ansible_collections.mcfleet.fleet.plugins.module_utils.memcached_health import (
+    HealthError,
+    debian_release,
+    read_router,
+)
 
 
 def main():
@@ -100,11 +116,12 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
+    host = {"release": debian_release(), "time": time.time()}
     try:
         health = read_router(params["engine"], params["address"], params["port"], params["backends"])
     except HealthError as error:
-        module.exit_json(changed=False, answered=False, healthy=False, bad=[], error=str(error))
-    module.exit_json(changed=False, answered=True, healthy=not health["bad"], **health)
+        module.exit_json(changed=False, answered=False, healthy=False, bad=[], error=str(error), **host)
+    module.exit_json(changed=False, answered=True, healthy=not health["bad"], **host, **health)
 
 
 if __name__ == "__main__":

@@ -285,3 +285,33 @@ def test_every_problem_is_reported_at_once():
     assert message.startswith("invalid mcfleet topology (4 problems):")
     for needle in ("mcfleet_gutter_ttl_s: 0", "mc1002: gutter server", "'bogus'", "'nginx'"):
         assert needle in message
+
+
+def test_release_is_in_the_model_and_none_when_not_set():
+    groups, hostvars = small_fleet()
+    hostvars["mc1001"]["mcfleet_release"] = "bookworm"
+    model = build_topology(groups, hostvars)
+    assert model["hosts"]["mc1001"]["release"] == "bookworm"
+    assert model["hosts"]["mc1002"]["release"] is None
+
+
+@pytest.mark.parametrize("release", ["stretch", "Bookworm", 12, ["bookworm"]])
+def test_release_must_be_a_known_debian_release(release):
+    groups, hostvars = small_fleet()
+    hostvars["mw2001"]["mcfleet_release"] = release
+    assert only_problem(groups, hostvars) == (
+        f"mw2001: mcfleet_release {release!r} is not one of buster, bullseye, bookworm, trixie"
+    )
+
+
+@pytest.mark.parametrize("name", ["lab", "eqiad", "codfw"])
+def test_inventories_set_the_release_of_memcached_hosts(name):
+    groups, hostvars = inventory_data(name)
+    model = build_topology(groups, hostvars)
+    for host in groups["memcached"]:
+        assert model["hosts"][host]["release"] == "bookworm"
+    if name == "lab":
+        assert {model["hosts"][host]["release"] for host in groups["routers"] + groups["proxies"]} == {
+            "trixie"
+        }
+        assert all(model["hosts"][host]["release"] == hostvars[host]["lab_suite"] for host in model["hosts"])

@@ -74,3 +74,14 @@ def test_an_inventory_without_a_lab_subnet_is_refused(eqiad):
     assert plan["problems"] == [
         "lab_subnet: not set; the drill sends its client traffic only to a lab subnet or loopback"
     ]
+
+
+def test_describe_targets_lists_shards_in_order_with_router_and_blocked_clients():
+    from ansible_collections.mcfleet.fleet.plugins.module_utils.drill_plan import describe_targets
+    from ansible_collections.mcfleet.fleet.plugins.module_utils.topology import build_topology
+    from ansible_collections.mcfleet.fleet.tests.unit.topology_fixtures import small_fleet
+
+    model = build_topology(*small_fleet())
+    lines = describe_targets(model, ["mc2002", "mc2001"])
+    tail = "(codfw, port 11211): traffic through mw2001 10.0.2.20:11213; blocked for 10.0.2.20, 10.0.2.30"
+    assert lines == [f"1. mc2002 {tail}", f"2. mc2001 {tail}"]
