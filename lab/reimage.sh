@@ -18,7 +18,7 @@ hostname=$(podman inspect --format '{{.Config.Hostname}}' "$container")
 say "$container ($hostname, $address on $network) -> $image"
 podman rm -f "$container" >/dev/null
 podman run -d --name "$container" --hostname "$hostname" --network "$network" --ip "$address" \
-  --systemd=always --privileged "$image" /sbin/init >/dev/null
+  --restart=always --systemd=always --privileged "$image" /sbin/init >/dev/null
 # systemctl cannot reach PID 1 for a moment after the start.
 for _ in $(seq 1 60); do
   state=$(podman exec "$container" systemctl is-system-running --wait 2>/dev/null || true)
