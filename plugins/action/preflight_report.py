@@ -28,6 +28,8 @@ ARGUMENT_SPEC = {
     "model": {"type": "dict", "required": True},
     "hosts": {"type": "list", "elements": "str", "required": True},
     "batch_size": {"type": "int", "default": 1},
+    "target_release": {"type": "str"},
+    "in_maintenance": {"type": "list", "elements": "str", "default": []},
     "report_dir": {"type": "path", "required": True},
 }
 
@@ -51,7 +53,10 @@ class ActionModule(ActionBase):
             probes[host] = preflight.plain(variables[RESULT_VAR]) if RESULT_VAR in variables else None
             if host in model.get("routers", {}):
                 expected_sha1[host] = hashlib.sha1(router_config(model, host).encode("utf-8")).hexdigest()
-        rows = preflight.build_checks(model, hosts, probes, expected_sha1, args["batch_size"])
+        rows = preflight.build_checks(
+            model, hosts, probes, expected_sha1, args["batch_size"], args["target_release"]
+        )
+        rows = preflight.excuse_in_maintenance(rows, args["in_maintenance"])
         now = datetime.now(UTC)
         scope = preflight.scope_of(model, hosts)
         document = preflight.report(rows, scope, now.isoformat(timespec="seconds"), args["batch_size"])

@@ -10,10 +10,12 @@ The model itself is built once per run by the mcfleet.fleet.topology action (pla
 "{{ mcfleet | mcfleet.fleet.drill_plan_lines(targets) }}"   one line per shard to drill (--check plan)
 "{{ item | mcfleet.fleet.network_problem }}"   '' for an IPv4/IPv6 address or CIDR, else why not
 "{{ mcfleet | mcfleet.fleet.maintenance_plan(play_hosts, reason=..., action=..., ...) }}"   plan or refusals
+"{{ plan | mcfleet.fleet.maintenance_live_problems(health_by_host) }}"   refusals only the fleet can tell
 "{{ batch_size | mcfleet.fleet.gutter_room(shard_bytes, gutter_counters) }}"   None, or why it is short
 "{{ target | mcfleet.fleet.downgrades(host_releases) }}"       a refusal per host newer than the target
 "{{ timeline_path | mcfleet.fleet.client_errors(start, end) }}"   requests and errors in a traffic timeline
 "{{ reimage_command | mcfleet.fleet.reimage_argv(host, address, release) }}"   the command's words
+"{{ progress_log | mcfleet.fleet.maintenance_unfinished_hosts }}"   hosts an interrupted run left part way
 "{{ mcfleet | mcfleet.fleet.router_config_path(inventory_hostname, override) }}"  deployed config's path
 "{{ variables | mcfleet.fleet.memcached_expected_settings(port) }}"   `stats settings` the memcached
     role configures from these inventory variables, its defaults/main.yml filling the rest
@@ -29,8 +31,12 @@ from ansible_collections.mcfleet.fleet.plugins.module_utils import (
 from ansible_collections.mcfleet.fleet.plugins.module_utils import (
     maintenance_plan as maintenance_plan_utils,
 )
+from ansible_collections.mcfleet.fleet.plugins.module_utils import (
+    maintenance_progress,
+    render_mcrouter,
+    render_memcached_proxy,
+)
 from ansible_collections.mcfleet.fleet.plugins.module_utils import preflight as preflight_utils
-from ansible_collections.mcfleet.fleet.plugins.module_utils import render_mcrouter, render_memcached_proxy
 from ansible_collections.mcfleet.fleet.plugins.module_utils import traffic as traffic_utils
 from ansible_collections.mcfleet.fleet.plugins.module_utils.netfilter import NetfilterError, parse_network
 from ansible_collections.mcfleet.fleet.plugins.module_utils.topology import (
@@ -120,6 +126,10 @@ def maintenance_plan(model, play_hosts, **choices):
     return maintenance_plan_utils.plan_maintenance(model, play_hosts, **choices)
 
 
+def maintenance_live_problems(plan, health):
+    return maintenance_plan_utils.live_problems(plan, health)
+
+
 def gutter_room(batch_size, shard_bytes, gutter_counters):
     return maintenance_plan_utils.gutter_room(batch_size, shard_bytes, gutter_counters)
 
@@ -130,6 +140,11 @@ def downgrades(target_release, host_releases):
 
 def reimage_argv(command, host, address, release):
     return maintenance_plan_utils.reimage_argv(command, host, address, release)
+
+
+def maintenance_unfinished_hosts(progress_log):
+    """Hosts an interrupted run of playbooks/rolling_maintenance.yml left part way."""
+    return maintenance_progress.unfinished_hosts(maintenance_progress.load(progress_log))
 
 
 def client_errors(timeline_path, start=None, end=None):
@@ -153,8 +168,10 @@ class FilterModule:
             "memcached_clients": memcached_clients,
             "maintenance_plan": maintenance_plan,
             "gutter_room": gutter_room,
+            "maintenance_live_problems": maintenance_live_problems,
             "downgrades": downgrades,
             "client_errors": client_errors,
+            "maintenance_unfinished_hosts": maintenance_unfinished_hosts,
             "reimage_argv": reimage_argv,
             "network_problem": network_problem,
             "router_config_path": router_config_path,

@@ -138,6 +138,38 @@ def gutter_room(batch_size, shard_bytes, gutter_counters):
     return None
 
 
+def live_problems(plan, health):
+    """What only the running fleet can refuse, once every server of the run has been read.
+
+    `health` maps each main shard and gutter server of the run to its memcached_health
+    result. A gutter server that does not answer, a downgrade, or a gutter pool without
+    room for the batch's largest shards stops the run before any change.
+    """
+    problems = []
+    for host in plan["gutter"]:
+        if not (health.get(host) or {}).get("running"):
+            problems.append(f"gutter server {host} is down: its shards' traffic would have nowhere to go")
+    if plan["action"] == "upgrade" and plan["target_release"] in RELEASES:
+        releases = {host: (result or {}).get("release") for host, result in health.items()}
+        problems += downgrades(plan["target_release"], releases)
+
+    def counters(host):
+        return (health.get(host) or {}).get("counters") or {}
+
+    room = gutter_room(
+        plan["batch_size"],
+        {host: counters(host).get("bytes") or 0 for host in plan["main"]},
+        {
+            host: {
+                "limit_maxbytes": counters(host).get("limit_maxbytes") or 0,
+                "bytes": counters(host).get("bytes") or 0,
+            }
+            for host in plan["gutter"]
+        },
+    )
+    return problems + ([room] if room else [])
+
+
 def reimage_argv(command, host, address, release):
     """The operator's reimage command with its placeholders filled in, as words."""
     import shlex

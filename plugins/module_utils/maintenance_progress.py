@@ -45,6 +45,17 @@ def load(path: str) -> list:
         return []
 
 
+def unfinished_hosts(entries: list) -> list:
+    """Hosts an interrupted run began (blocked, stopped...) and did not finish."""
+    begun, finished = [], set()
+    for entry in entries:
+        if entry["step"] in STEPS[2:-1] and entry["host"] not in begun:
+            begun.append(entry["host"])
+        if entry["step"] in ("done", "skip"):
+            finished.add(entry["host"])
+    return [host for host in begun if host not in finished]
+
+
 def host_durations(entries: list) -> dict:
     """Seconds from each host's first step to its `done`, for hosts that finished."""
     first, done = {}, {}

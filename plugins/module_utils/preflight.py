@@ -182,7 +182,7 @@ def _usable(result):
     return result
 
 
-def _host_rows(host, entry, probe, expected_sha1):
+def _host_rows(host, entry, probe, expected_sha1, target_release=None):
     """Rows of the per-host checks for one host of the model."""
     rows = []
     if not probe:
@@ -206,6 +206,11 @@ def _host_rows(host, entry, probe, expected_sha1):
             rows.append(_row("release", host, WARN, f"runs {running or '?'}; no mcfleet_release set"))
         elif running == expected:
             rows.append(_row("release", host, OK, f"runs {running}"))
+        elif target_release and running == target_release:
+            # A rolling upgrade part done: this host is on the release it is being moved to.
+            rows.append(
+                _row("release", host, OK, f"runs {running}, the upgrade's target (inventory: {expected})")
+            )
         else:
             rows.append(_row("release", host, FAIL, f"runs {running or '?'}, expected {expected}"))
         sent, received = health.get("controller_sent"), health.get("controller_received")
@@ -304,12 +309,13 @@ def _counters(probe):
     return health.get("counters") or None
 
 
-def build_checks(model, hosts, probes, expected_sha1=None, batch_size=1):
+def build_checks(model, hosts, probes, expected_sha1=None, batch_size=1, target_release=None):
     """Every check's row for `hosts` (the play's hosts) from their registered `probes`.
 
     `probes`: {host: the preflight_probe result registered on it: "netfilter", "memcached"
     or "router" + "config" + "config_path"; or `unreachable`/`failed` with `msg`};
     `expected_sha1`: {router: SHA-1 of the model's rendering of its config}.
+    `target_release`: during a rolling upgrade, the release hosts may already run.
     """
     expected_sha1 = expected_sha1 or {}
     order = {host: index for index, host in enumerate(model["hosts"])}
@@ -323,7 +329,11 @@ def build_checks(model, hosts, probes, expected_sha1=None, batch_size=1):
         )
     ]
     for host in in_play:
-        rows.extend(_host_rows(host, model["hosts"][host], probes.get(host) or {}, expected_sha1.get(host)))
+        rows.extend(
+            _host_rows(
+                host, model["hosts"][host], probes.get(host) or {}, expected_sha1.get(host), target_release
+            )
+        )
     for name in sorted({model["hosts"][host]["datacentre"] for host in in_play}):
         dc = model["datacentres"][name]
         main = {s["host"]: (_counters(probes.get(s["host"])) or {}).get("bytes") for s in dc["main"]}
@@ -335,6 +345,28 @@ def build_checks(model, hosts, probes, expected_sha1=None, batch_size=1):
             gutter[server["host"]] = (limit, used) if limit is not None and used is not None else None
         rows.append(_row("gutter_capacity", name, *gutter_capacity(main, gutter, batch_size)))
     return rows
+
+
+def excuse_in_maintenance(rows, in_maintenance):
+    """A resumed maintenance run: what is wrong only because of hosts it left out is a warning.
+
+    A host the run was in the middle of (stopped, masked, held as bad by the routers) is
+    exactly what the run will now finish; any other problem still fails.
+    """
+    hosts = set(in_maintenance or [])
+    if not hosts:
+        return rows
+    excused = []
+    for row in rows:
+        bad = {item.get("host") for item in (row.get("data") or {}).get("bad") or []}
+        if row["status"] == FAIL and (row["host"] in hosts or (bad and bad <= hosts)):
+            row = {
+                **row,
+                "status": WARN,
+                "detail": row["detail"] + " (in maintenance: the resumed run finishes it)",
+            }
+        excused.append(row)
+    return excused
 
 
 def failed(rows):

@@ -35,6 +35,18 @@ options:
     description: How many main shards of a datacentre a maintenance batch takes out at once.
     type: int
     default: 1
+  target_release:
+    description:
+      - During a rolling upgrade, the release the hosts are being moved to. A host that runs it
+        passes the release check although the inventory still names the old one.
+    type: str
+  in_maintenance:
+    description:
+      - Hosts an interrupted maintenance run left part way; a resumed run finishes them. Failures
+        that concern only them (memcached down, held as bad by the routers) become warnings.
+    type: list
+    elements: str
+    default: []
   report_dir:
     description: Directory the JSON report is written to (created if missing).
     type: path

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""The controller dies mid-drill: start playbooks/failover_drill.yml, SIGKILL its whole
-process group as soon as the drill chain is on the shard, then watch the shard until its
-own rollback timer has removed every drill rule. Prints one JSON object.
+"""The controller dies mid-drill or mid-maintenance: start the playbook, SIGKILL its whole
+process group as soon as the block's chain is on the shard, then watch the shard until its
+own rollback timer has removed every rule of that chain. Prints one JSON object.
 
-Only `podman exec` into the scenario's shard container and the drill playbook are run.
+Only `podman exec` into the scenario's shard container and the playbook are run.
+Used by the drill scenario (chain MCFLEET-DRILL) and the maintenance one (MCFLEET-MAINT).
 """
 
 from __future__ import annotations
@@ -55,7 +56,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--container", required=True, help="the shard's container")
     parser.add_argument("--log", required=True, help="where the killed playbook's output goes")
-    parser.add_argument("--work-dir", required=True, help="the drill's drill_work_dir")
+    parser.add_argument(
+        "--work-dir", required=True, help="where the run's traffic.stop files live (one level down)"
+    )
     parser.add_argument("--chain", default="MCFLEET-DRILL")
     parser.add_argument("--record", default="/run/mcfleet/mcfleet-drill.json")
     parser.add_argument("--block-timeout", type=float, default=240)
