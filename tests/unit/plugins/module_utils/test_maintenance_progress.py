@@ -1,0 +1,71 @@
+"""The rolling maintenance's progress log, its lines, its ETA, and its report."""
+
+import json
+
+from ansible_collections.mcfleet.fleet.plugins.module_utils.maintenance_progress import (
+    STEPS,
+    append,
+    load,
+    progress_line,
+    unfinished_hosts,
+)
+from ansible_collections.mcfleet.fleet.plugins.module_utils.maintenance_report import (
+    build_report,
+    render_files,
+)
+
+
+def entries_of(host, start, step_s=1.0, upto="done"):
+    steps = STEPS[: STEPS.index(upto) + 1]
+    return [
+        {"t": start + i * step_s, "host": host, "step": step, "detail": ""} for i, step in enumerate(steps)
+    ]
+
+
+def test_a_line_shows_elapsed_time_step_and_an_eta_once_a_host_is_done():
+    log = [{"t": 100.0, "host": "codfw", "step": "plan", "detail": ""}, *entries_of("mc2001", 100.0, 1.0)]
+    line = progress_line(log, "mc2002", "block", "reject", remaining_hosts=2, now=120.0)
+    assert line.startswith("+20.0s mc2002 [3/13 block] reject (ETA ")
+    assert "12s per host" in line
+    assert "ETA" not in progress_line(log[:3], "mc2001", "block", "", remaining_hosts=2, now=103.0)
+
+
+def test_the_log_round_trips_and_names_hosts_left_part_way(tmp_path):
+    path = str(tmp_path / "run" / "progress.jsonl")
+    for entry in [*entries_of("mc2001", 0.0), *entries_of("mc2002", 20.0, upto="stop")]:
+        append(path, entry)
+    loaded = load(path)
+    assert len(loaded) == len(STEPS) + STEPS.index("stop") + 1
+    assert unfinished_hosts(loaded) == ["mc2002"]
+    assert load(str(tmp_path / "missing.jsonl")) == []
+
+
+def test_the_report_counts_time_out_errors_while_out_and_overhead(tmp_path):
+    timeline = tmp_path / "traffic.jsonl"
+    requests = [
+        {"kind": "req", "t": 100.0 + i * 0.5, "op": "get", "k": 1, "ms": 1.0, "r": "ok"} for i in range(60)
+    ]
+    requests[10]["r"] = "error"  # at t=105, while mc2001 is out (block at 102, routers at 110)
+    timeline.write_text("\n".join(json.dumps(r) for r in requests) + "\n")
+    plan = {"datacentre": "codfw", "action": "restart", "reason": "T1", "batch_size": 1}
+    log = [
+        {
+            "t": 100.0,
+            "host": "codfw",
+            "step": "plan",
+            "detail": "",
+            "data": {"plan": plan, "run": {"id": "x"}},
+        },
+        *entries_of("mc2001", 100.0, 1.0),
+    ]
+    report = build_report(log, str(timeline), "finished")
+    host = report["hosts"][0]
+    assert report["maintained"] == 1
+    assert report["client_errors"] == 1
+    assert host["out_s"] == 7.0  # block (t=102) to unblock (t=109)
+    assert host["client_errors_while_out"] == 1
+    assert host["overhead_s"] == host["wall_s"] - host["step_seconds"]["act"] - host["step_seconds"]["warmup"]
+    files = render_files(report, log, str(timeline), "maintenance-x")
+    assert set(files) == {"maintenance-x.json", "maintenance-x.md", "maintenance-x.svg"}
+    assert "| mc2001 | done | 7.000 | 1 |" in files["maintenance-x.md"]
+    assert files["maintenance-x.svg"].startswith("<svg")
