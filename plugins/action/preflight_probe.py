@@ -47,7 +47,7 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         del tmp  # tmp no longer has any effect
-        _, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        _spec, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
         if bool(args["memcached"]) == bool(args["router"]):
             return {**result, "failed": True, "msg": "give exactly one of memcached and router"}
         probes = {"netfilter": self._module("mcfleet.fleet.netfilter_rules", {}, task_vars)}

@@ -42,7 +42,7 @@ class ActionModule(ActionBase):
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
-        _, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        _spec, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
         model, hosts = args["model"], args["hosts"]
         hostvars = task_vars["hostvars"]
         probes, expected_sha1 = {}, {}

@@ -41,7 +41,7 @@ def debian_release(path="/etc/os-release"):
     try:
         with open(path) as stream:
             for line in stream:
-                name, _, value = line.strip().partition("=")
+                name, _equals, value = line.strip().partition("=")
                 if name == "VERSION_CODENAME":
                     return value.strip('"')
     except OSError:

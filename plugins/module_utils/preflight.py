@@ -118,7 +118,7 @@ def gutter_capacity(main_bytes, gutter_memory, batch_size=1):
     known = {host: value for host, value in main_bytes.items() if value is not None}
     unknown_main = sorted(host for host, value in main_bytes.items() if value is None)
     largest = sorted(known.items(), key=lambda item: (-item[1], item[0]))[:batch_size]
-    need = sum(value for _, value in largest)
+    need = sum(value for _host, value in largest)
     free_by_host = {
         host: max(0, int(memory[0]) - int(memory[1])) for host, memory in gutter_memory.items() if memory
     }
@@ -134,7 +134,7 @@ def gutter_capacity(main_bytes, gutter_memory, batch_size=1):
         "unknown_gutter": unknown_gutter,
     }
     sizes = f"gutter free {_human(free)} vs {_human(need)} in use on the {batch_size} largest shard(s)"
-    named = ", ".join(host for host, _ in largest)
+    named = ", ".join(host for host, _bytes in largest)
     if named:
         sizes += f" ({named})"
     if not free_by_host:

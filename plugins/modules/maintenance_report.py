@@ -14,7 +14,7 @@ description:
     service, the client errors while it was out, its hit ratio before and after - and in total.
   - Runs where the files are (the controller). Rewrites a file only when its content changes.
 version_added: 0.2.0
-author: mcfleet developers
+author: mcfleet maintainers (@mcfleet)
 options:
   progress_log:
     description: The run's progress log (JSON lines).
@@ -40,6 +40,7 @@ attributes:
     support: none
     description: The report is new each run.
   platform:
+    support: full
     platforms: posix
     description: The controller.
 """

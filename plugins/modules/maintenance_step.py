@@ -13,7 +13,7 @@ description:
     leaves it behind as a record of how far it got.
   - Runs on the controller only. In check mode nothing is written.
 version_added: 0.2.0
-author: mcfleet developers
+author: mcfleet maintainers (@mcfleet)
 options:
   log:
     description: Path of the progress log (JSON lines) on the controller.
@@ -47,6 +47,7 @@ attributes:
     support: none
     description: Nothing to diff.
   platform:
+    support: full
     platforms: all
     description: Runs on the controller.
 """

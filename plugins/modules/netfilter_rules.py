@@ -14,11 +14,11 @@ description:
     rule, in any chain, that jumps to such a chain.
   - The default patterns are those of a failover drill's block (C(MCFLEET-DRILL...)) and of a
     maintenance window's (C(MCFLEET-MAINT...)); on a host ready for maintenance none is left.
-  - Read-only; RV(changed) is always false. A backend or family whose C(iptables) is missing or
+  - Read-only; C(changed) is always false. A backend or family whose C(iptables) is missing or
     cannot read its table is skipped and named in RV(tables_skipped); the module fails only
     when no table at all could be read.
 version_added: 0.2.0
-author: mcfleet developers
+author: mcfleet maintainers (@mcfleet)
 options:
   patterns:
     description: Regular expressions (C(re.match), anchored at the start) chain names are matched against.
@@ -33,6 +33,7 @@ attributes:
     support: none
     description: Changes nothing.
   platform:
+    support: full
     platforms: debian
     description: Debian hosts with iptables 1.8 (nf_tables or legacy backend).
 notes:

@@ -14,9 +14,9 @@ description:
     to its result, so the host's clock it returns (C(time)) can be checked against the controller's.
   - A module that fails is returned as it failed (C(failed), C(msg)) for the report to judge; the
     task itself fails only on bad arguments, or as unreachable when the host does not answer.
-  - Read-only; RV(changed) is always false.
+  - Read-only; C(changed) is always false.
 version_added: 0.2.0
-author: mcfleet developers
+author: mcfleet maintainers (@mcfleet)
 options:
   memcached:
     description: Arguments of M(mcfleet.fleet.memcached_health) (a main shard or a gutter server).
@@ -35,6 +35,7 @@ attributes:
     support: none
     description: Changes nothing.
   platform:
+    support: full
     platforms: debian
     description: Debian hosts of the fleet.
 """

@@ -20,7 +20,7 @@ description:
     the run's output and changes no host.
   - Does not fail on failed checks; the playbook does, listing RV(failed_checks).
 version_added: 0.2.0
-author: mcfleet developers
+author: mcfleet maintainers (@mcfleet)
 options:
   model:
     description: The topology model (the C(mcfleet) fact set by C(playbooks/topology.yml)).
@@ -59,6 +59,7 @@ attributes:
     support: none
     description: Changes no host.
   platform:
+    support: full
     platforms: all
     description: Runs on the controller.
 """

@@ -66,6 +66,7 @@ attributes:
     support: full
     details: One diff per changed file.
   platform:
+    support: full
     platforms: posix
     details: Writes on the controller only.
 notes:

@@ -30,7 +30,7 @@ def test_expected_settings_take_the_inventory_then_the_role_defaults():
 
 
 def test_expected_settings_of_the_lab_inventory():
-    _, hostvars = inventory_data("lab")
+    _groups, hostvars = inventory_data("lab")
     variables = {name: value for name, value in hostvars["mc2001"].items() if name.startswith("memcached_")}
     settings = memcached_expected_settings(variables, 11211)
     assert settings["maxbytes"] == 64 * MB
@@ -57,7 +57,7 @@ def test_clock_check_fails_beyond_one_second_outside_the_window():
     assert "1.200 s ahead" in detail
     assert data["round_trip_s"] == 1.0
     assert preflight.clock_check(999.2, 1000.0, 1000.1)[0] == preflight.OK
-    status, detail, _ = preflight.clock_check(998.0, 1000.0, 1000.1)
+    status, detail, _data = preflight.clock_check(998.0, 1000.0, 1000.1)
     assert status == preflight.FAIL and "behind" in detail
 
 
@@ -68,7 +68,7 @@ def test_gutter_capacity_needs_room_for_the_largest_shards_of_a_batch():
     assert status == preflight.OK
     assert data["need_bytes"] == 50 * MB and data["free_bytes"] == 94 * MB
     assert [item["host"] for item in data["largest_shards"]] == ["mc2"]
-    status, _, data = preflight.gutter_capacity(main, gutter, batch_size=2)
+    status, _detail, data = preflight.gutter_capacity(main, gutter, batch_size=2)
     assert (status, data["need_bytes"]) == (preflight.OK, 90 * MB)
     status, detail, data = preflight.gutter_capacity(main, gutter, batch_size=3)
     assert (status, data["need_bytes"]) == (preflight.FAIL, 120 * MB)
@@ -76,9 +76,9 @@ def test_gutter_capacity_needs_room_for_the_largest_shards_of_a_batch():
 
 
 def test_gutter_capacity_unknowns():
-    status, _, _ = preflight.gutter_capacity({"mc1": 10}, {"gp1": None}, 1)
+    status, _detail, _data = preflight.gutter_capacity({"mc1": 10}, {"gp1": None}, 1)
     assert status == preflight.FAIL
-    status, detail, _ = preflight.gutter_capacity({"mc1": 10, "mc2": None}, {"gp1": (100, 0)}, 1)
+    status, detail, _data = preflight.gutter_capacity({"mc1": 10, "mc2": None}, {"gp1": (100, 0)}, 1)
     assert status == preflight.WARN and "mc2" in detail
     # A full gutter server counts as no room, never as negative room.
     assert (
@@ -225,7 +225,8 @@ def test_plain_turns_ansible_types_into_json():
         pass
 
     assert preflight.plain({"a": (1, Tagged("x")), 2: None}) == {"a": [1, "x"], "2": None}
-    assert type(preflight.plain({"a": Tagged("x")})["a"]) is str
+    plain = preflight.plain({"a": Tagged("x")})["a"]
+    assert isinstance(plain, str) and not isinstance(plain, Tagged)
 
 
 def test_router_config_path_prefers_the_inventory(fleet):
