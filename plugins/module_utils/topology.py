@@ -221,13 +221,16 @@ def memcached_clients(model, host):
     """Addresses that must reach memcached on `host`, as CIDRs (IPv4 /32, IPv6 /128).
 
     Its own datacentre's routers and proxies, every other datacentre's proxies (they
-    carry cross-datacentre traffic in) and the controller. Sorted, IPv4 first.
+    carry cross-datacentre traffic in) and the controller. A datacentre without proxies is
+    reached by the other datacentres' routers directly (the renderers route to its main
+    pool), so then those routers are clients too. Sorted, IPv4 first.
     """
     datacentre = model["hosts"][host]["datacentre"]
+    own = model["datacentres"][datacentre]
     addresses = set(model.get("controller_addresses") or [])
     for name, dc in model["datacentres"].items():
         pools = ("proxies_primary", "proxies_secondary")
-        if name == datacentre:
+        if name == datacentre or not own["proxies_primary"]:
             pools = ("routers", *pools)
         for pool in pools:
             addresses.update(entry["address"] for entry in dc[pool])

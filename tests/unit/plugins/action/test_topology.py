@@ -315,3 +315,27 @@ def test_inventories_set_the_release_of_memcached_hosts(name):
             "trixie"
         }
         assert all(model["hosts"][host]["release"] == hostvars[host]["lab_suite"] for host in model["hosts"])
+
+
+def test_memcached_clients_are_the_routers_proxies_and_controller_that_reach_a_shard():
+    from ansible_collections.mcfleet.fleet.plugins.module_utils.topology import memcached_clients
+
+    groups, hostvars = inventory_data("lab")
+    for host in hostvars:
+        hostvars[host]["mcfleet_controller_addresses"] = ["10.89.213.1"]
+    model = build_topology(groups, hostvars)
+    # eqiad's router and proxies, codfw's proxies (cross-DC traffic enters through them), the controller.
+    assert memcached_clients(model, "mc1001") == [f"10.89.213.{n}/32" for n in (1, 15, 16, 17, 26, 27)]
+
+
+def test_a_datacentre_without_proxies_admits_the_other_datacentres_routers():
+    from ansible_collections.mcfleet.fleet.plugins.module_utils.topology import memcached_clients
+
+    groups, hostvars = small_fleet()
+    groups["proxies_primary"] = []
+    model = build_topology(groups, hostvars)
+    codfw_router = model["datacentres"]["codfw"]["routers"][0]["address"]
+    eqiad_router = model["datacentres"]["eqiad"]["routers"][0]["address"]
+    # The renderers route /codfw/ straight to codfw's main pool, so eqiad's router is its client.
+    assert f"{eqiad_router}/32" in memcached_clients(model, "mc2001")
+    assert f"{codfw_router}/32" in memcached_clients(model, "mc1001")
