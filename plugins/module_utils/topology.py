@@ -67,7 +67,8 @@ BROADCAST_PREFIX = f"/*/{BROADCAST_CLUSTER}/"
 # already far past any gutter TTL anyone runs, and 0 would mean "never expire".
 GUTTER_TTL_RANGE = (1, 3600)
 
-# REFERENCE.md §1: Wikimedia's production values (probe delay raised after T255511).
+# Wikimedia's production values (operations-puppet,
+# hieradata/common/profile/mediawiki/mcrouter_wancache.yaml; probe delay raised after T255511).
 DEFAULTS = {
     "mcfleet_memcached_port": 11211,
     "mcfleet_router_port": 11213,

@@ -3,7 +3,8 @@ cut like a firewall cuts it, and a small failover router.
 
 The host's memcached (bookworm) has no proxy, and mcrouter is not installable here, so
 the tests route through `FailoverRouter`: a real TCP server speaking the memcached text
-protocol with mcrouter's failover semantics (REFERENCE.md §2): keys sharded by hash of
+protocol with mcrouter's failover semantics (facebook/mcrouter's FailoverRoute and TKO
+tracking): keys sharded by hash of
 the routing key (prefix stripped), a shard marked TKO after consecutive failures, its
 keys then sent to the gutter with a capped TTL, version probes re-admitting it. It is
 deliberately small; it is a test double for mcrouter/the memcached proxy, not a product.
