@@ -14,6 +14,8 @@ The model itself is built once per run by the mcfleet.fleet.topology action (pla
 "{{ batch_size | mcfleet.fleet.gutter_room(shard_bytes, gutter_counters) }}"   None, or why it is short
 "{{ target | mcfleet.fleet.downgrades(host_releases) }}"       a refusal per host newer than the target
 "{{ timeline_path | mcfleet.fleet.client_errors(start, end) }}"   requests and errors in a traffic timeline
+"{{ mcfleet | mcfleet.fleet.client_placement(dc, lab_subnet=..., client_router=...) }}"   where the
+    client of a drill or maintenance runs (controller or app server) and what it may reach
 "{{ reimage_command | mcfleet.fleet.reimage_argv(host, address, release) }}"   the command's words
 "{{ progress_log | mcfleet.fleet.maintenance_unfinished_hosts }}"   hosts an interrupted run left part way
 "{{ mcfleet | mcfleet.fleet.router_config_path(inventory_hostname, override) }}"  deployed config's path
@@ -25,6 +27,9 @@ from pathlib import Path
 
 import yaml
 from ansible.errors import AnsibleFilterError
+from ansible_collections.mcfleet.fleet.plugins.module_utils import (
+    client_placement as client_placement_utils,
+)
 from ansible_collections.mcfleet.fleet.plugins.module_utils import (
     drill_plan as drill_plan_utils,
 )
@@ -109,6 +114,14 @@ def drill_plan(model, inventory_hosts, **choices):
     return drill_plan_utils.plan_drill(model, inventory_hosts, **choices)
 
 
+def client_placement(model, datacentre, lab_subnet=None, client_router=None):
+    """The client's placement; a bad `client_router` fails here, naming the field and value."""
+    placement = client_placement_utils.place_client(model, datacentre, lab_subnet, client_router)
+    if placement["problems"]:
+        raise AnsibleFilterError("; ".join(placement["problems"]))
+    return placement
+
+
 def drill_plan_lines(model, targets):
     return drill_plan_utils.describe_targets(model, targets)
 
@@ -171,6 +184,7 @@ class FilterModule:
             "maintenance_live_problems": maintenance_live_problems,
             "downgrades": downgrades,
             "client_errors": client_errors,
+            "client_placement": client_placement,
             "maintenance_unfinished_hosts": maintenance_unfinished_hosts,
             "reimage_argv": reimage_argv,
             "network_problem": network_problem,

@@ -6,6 +6,8 @@ filter `mcfleet_drill_plan` hands it to playbooks/failover_drill.yml.
 
 from __future__ import annotations
 
+from ansible_collections.mcfleet.fleet.plugins.module_utils.client_placement import place_client
+
 MODES = ("reject", "drop")
 REJOIN_POLICIES = ("flush", "keep")
 MAX_ROLLBACK_S = 86400
@@ -20,8 +22,12 @@ def plan_drill(
     policy="keep",
     rollback_s="300",
     lab_subnet=None,
+    client_router=None,
 ):
-    """Return {"datacentre", "targets", "rollback_s", "problems"}; targets is empty when refused."""
+    """Return {"datacentre", "targets", "rollback_s", "client", "problems"}; no targets when refused.
+
+    `client` is where traffic and the verifier run (module_utils/client_placement.py).
+    """
     shard, datacentre = str(shard or ""), str(datacentre or "")
     mode, policy, rollback = str(mode), str(policy), str(rollback_s)
     datacentres_with_shards = [name for name, dc in model["datacentres"].items() if dc["main"]]
@@ -59,13 +65,19 @@ def plan_drill(
         problems.append(
             f"drill_rollback_s={rollback}: must be a whole number of seconds from 1 to {MAX_ROLLBACK_S}"
         )
-    if not lab_subnet:
-        problems.append(
-            "lab_subnet: not set; the drill sends its client traffic only to a lab subnet or loopback"
-        )
     dc = model["datacentres"].get(chosen)
+    client = None
     if chosen in datacentres_with_shards and not (dc["routers"] and dc["gutter"]):
         problems.append(f"datacentre {chosen}: no router or no gutter server to drill against")
+    elif chosen in datacentres_with_shards:
+        client = place_client(model, chosen, lab_subnet, client_router)
+        problems.extend(client.pop("problems"))
+        if client.get("on_router_host") and policy == "flush":
+            # The block cuts the app server off from the shard, so it cannot flush it.
+            problems.append(
+                f"rejoin_policy=flush: the drill's client runs on {client['host']}, which the block cuts"
+                " off from the shard it would flush; use rejoin_policy=keep"
+            )
 
     every_shard = [server["host"] for server in dc["main"]] if dc else []
     targets = [shard] if shard not in ("", "all") else every_shard
@@ -73,6 +85,7 @@ def plan_drill(
         "datacentre": chosen,
         "targets": [] if problems else targets,
         "rollback_s": int(rollback) if rollback.isdigit() else None,
+        "client": client if not problems else None,
         "problems": problems,
     }
 

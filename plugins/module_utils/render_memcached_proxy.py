@@ -57,6 +57,9 @@ def command_line_options(model, router_host, config_path=CONFIG_PATH, library_pa
     """memcached arguments that make it this host's proxy (listen port(s) and the Lua files)."""
     router = model["routers"][router_host]
     listeners = [f"{router['address']}:{router['port']}"]
+    if router["role"] == "router" and not router["address"].startswith("127."):
+        # App-server clients (and a drill's or maintenance's client placed there) use loopback.
+        listeners.append(f"127.0.0.1:{router['port']}")
     if router["cross_dc_port"] is not None:
         listeners.append(f"{router['address']}:{router['cross_dc_port']}")
     listeners = [

@@ -22,7 +22,22 @@ def eqiad():
 
 def test_one_shard_is_drilled_in_its_datacentre(lab):
     plan = plan_drill(*lab, shard="mc2001", mode="drop", policy="flush", lab_subnet=LAB_SUBNET)
-    assert plan == {"datacentre": "codfw", "targets": ["mc2001"], "rollback_s": 300, "problems": []}
+    lab_router = lab[0]["routers"]["mw2001"]
+    assert plan == {
+        "datacentre": "codfw",
+        "targets": ["mc2001"],
+        "rollback_s": 300,
+        # In the lab the client is the controller, against the router's lab address.
+        "client": {
+            "host": "localhost",
+            "router": {"address": lab_router["address"], "port": 11213, "engine": "memcached_proxy"},
+            "router_host": "mw2001",
+            "allowed_networks": [LAB_SUBNET],
+            "on_router_host": False,
+            "work_dir": None,
+        },
+        "problems": [],
+    }
 
 
 def test_a_datacentre_drills_every_main_shard_in_turn(lab):
@@ -67,13 +82,33 @@ def test_each_refusal_names_the_field_and_value(lab, choices, problem):
     assert any(found.startswith(problem) for found in plan["problems"]), plan["problems"]
 
 
-def test_an_inventory_without_a_lab_subnet_is_refused(eqiad):
+def test_elsewhere_the_client_runs_on_the_app_server_against_its_router_over_loopback(eqiad):
     plan = plan_drill(*eqiad, shard="all")
+    router = plan["client"]["router_host"]
+    assert plan["problems"] == []
     assert plan["datacentre"] == "eqiad"
+    assert plan["client"]["host"] == router
+    assert router in eqiad[0]["routers"]
+    assert plan["client"]["router"]["address"] == "127.0.0.1"
+    assert plan["client"]["allowed_networks"] == ["127.0.0.0/8", "::1/128"]
+
+
+def test_the_lab_can_place_the_client_on_a_named_app_server(lab):
+    plan = plan_drill(*lab, shard="mc1001", lab_subnet=LAB_SUBNET, client_router="mw1001")
+    assert plan["client"]["host"] == "mw1001"
+    assert plan["client"]["router"]["address"] == "127.0.0.1"
+
+
+def test_a_client_router_of_another_datacentre_or_no_router_is_refused(lab):
+    plan = plan_drill(*lab, shard="mc1001", lab_subnet=LAB_SUBNET, client_router="mw2001")
     assert plan["targets"] == []
-    assert plan["problems"] == [
-        "lab_subnet: not set; the drill sends its client traffic only to a lab subnet or loopback"
-    ]
+    assert plan["problems"] == ["mcfleet_client_router=mw2001: not a router of eqiad (its routers: mw1001)"]
+
+
+def test_flush_is_refused_when_the_client_runs_on_a_blocked_app_server(eqiad):
+    plan = plan_drill(*eqiad, shard="all", policy="flush")
+    assert plan["targets"] == []
+    assert plan["problems"][0].startswith("rejoin_policy=flush: the drill's client runs on ")
 
 
 def test_describe_targets_lists_shards_in_order_with_router_and_blocked_clients():

@@ -184,3 +184,8 @@ def test_memcached_proxy_settings_come_from_the_tko_settings():
         "-o",
         "proxy_config=routelib:/l.lua,proxy_arg=/c.lua",
     ]
+    # An app server's router also listens on loopback, for the clients on that host.
+    assert render_memcached_proxy.command_line_options(model, "mw1001", "/c.lua", "/l.lua")[:2] == [
+        "-l",
+        f"{model['routers']['mw1001']['address']}:11213,127.0.0.1:11213",
+    ]

@@ -157,3 +157,44 @@ def test_module_check_mode_sends_nothing_and_refuses_outside(server, tmp_path, c
     assert code == 1 and "max_duration_s" in out["msg"]
     code, out = run_module(capsys, {**args, "rate_per_s": 1000})
     assert code == 0 and out["requests"] == 100 and out["changed"]
+
+
+def test_traffic_errors_counts_a_real_timeline_in_a_window(server, tmp_path, capsys):
+    """The gate's module reads the timeline where the traffic ran; its window splits it."""
+    from ansible_collections.mcfleet.fleet.plugins.modules import traffic_errors
+
+    summary = run(plan_for(server, tmp_path, max_duration_s=1.0, rate_per_s=200))
+    server.stop()  # every request after this is a client error
+    stopped_at = time.time()
+    failing = run(plan_for(server, tmp_path, timeline=str(tmp_path / "failing.jsonl"), max_duration_s=0.5))
+    # One timeline: the healthy second, then the half second against a dead router.
+    with open(tmp_path / "both.jsonl", "w", encoding="utf-8") as both:
+        for name in ("traffic.jsonl", "failing.jsonl"):
+            both.write((tmp_path / name).read_text(encoding="utf-8"))
+
+    def count(**window):
+        args = {"timeline": str(tmp_path / "both.jsonl"), "_ansible_check_mode": True, **window}
+        with patch_module_args(args), pytest.raises(SystemExit) as exit_info:
+            traffic_errors.main()
+        assert exit_info.value.code == 0
+        return json.loads(capsys.readouterr().out)
+
+    everything = count()
+    assert everything["requests"] == summary["requests"] + failing["requests"]
+    assert everything["errors"] == failing["client_errors"] > 0
+    assert everything["changed"] is False
+    before = count(end=stopped_at)
+    assert before == {**before, "requests": summary["requests"], "errors": 0, "error_rate": 0.0}
+    recent = count(since_s=time.time() - stopped_at)
+    assert recent["errors"] == recent["requests"] == failing["requests"]
+
+
+def test_traffic_errors_names_an_unreadable_timeline(tmp_path, capsys):
+    from ansible_collections.mcfleet.fleet.plugins.modules import traffic_errors
+
+    missing = tmp_path / "none.jsonl"
+    with patch_module_args({"timeline": str(missing)}), pytest.raises(SystemExit) as exit_info:
+        traffic_errors.main()
+    result = json.loads(capsys.readouterr().out)
+    assert exit_info.value.code == 1
+    assert result["msg"].startswith(f"timeline={missing}: cannot read the traffic timeline")
