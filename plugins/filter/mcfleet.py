@@ -130,8 +130,8 @@ def maintenance_live_problems(plan, health):
     return maintenance_plan_utils.live_problems(plan, health)
 
 
-def gutter_room(batch_size, shard_bytes, gutter_counters):
-    return maintenance_plan_utils.gutter_room(batch_size, shard_bytes, gutter_counters)
+def gutter_room(batch_size, shard_bytes, gutter_counters, gutter_shares=None):
+    return maintenance_plan_utils.gutter_room(batch_size, shard_bytes, gutter_counters, gutter_shares)
 
 
 def downgrades(target_release, host_releases):

@@ -843,15 +843,21 @@ def gutter_shares(router, shards, keys=20000):
 
     With consistent hashing on both pools a shard's keys need not spread evenly over the
     gutter servers: with mcrouter's Ch3, a 3-shard pool and a 2-server gutter send every
-    key of shard 0 to gutter server 0.
+    key of shard 0 to gutter server 0. A key's failover server does not depend on which
+    shard is out, so two placements (none blocked, every shard blocked) give every share.
     """
+    np = __import__("numpy")
+    key_list = sample_keys(keys)
+    home_labels, home = place_many(router, key_list)
+    away_labels, away = place_many(router, key_list, shards)
     shares = {}
     for shard in shards:
-        moved = what_moves(router, [shard], keys)
-        if not moved["moved"]:
+        if shard not in home_labels:
             shares[shard] = {}
             continue
+        mine = away[home == home_labels.index(shard)]
+        counts = np.bincount(mine[mine >= 0], minlength=len(away_labels))
         shares[shard] = {
-            server: round(entry["count"] / moved["moved"], 6) for server, entry in moved["moved_to"].items()
+            away_labels[index]: round(int(count) / len(mine), 6) for index, count in enumerate(counts) if count
         }
     return shares
