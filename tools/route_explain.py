@@ -2,7 +2,8 @@
 """Which server holds a key, and what moves when shards are out, without a running router.
 
     .venv/bin/python tools/route_explain.py -i inventories/lab --router mw1001 get /eqiad/mw/user:42
-    .venv/bin/python tools/route_explain.py -i inventories/lab --router mw1001 --blocked mc1001 get /eqiad/mw/user:42
+    .venv/bin/python tools/route_explain.py -i inventories/lab --router mw1001 --blocked mc1001 \\
+        get /eqiad/mw/user:42
     .venv/bin/python tools/route_explain.py --config /tmp/render/mw1001/proxy.lua set /*/mw-wan/purge:1
     .venv/bin/python tools/route_explain.py -i inventories/eqiad --router mw1001.eqiad.wmnet \\
         --blocked mc1019.eqiad.wmnet --what-moves 100000
@@ -43,7 +44,9 @@ def model_from_inventory(inventory):
 
 
 def arguments(argv):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("-i", "--inventory", help="inventory to build the topology model from")
     source.add_argument("--config", help="a rendered router configuration (config.json or proxy.lua)")
@@ -75,7 +78,9 @@ def main(argv=None):
             try:
                 text = Path(options.config).read_text(encoding="utf-8")
             except OSError as error:
-                raise route_explain.ExplainError(f"config={options.config}: cannot read it ({error.strerror})")
+                raise route_explain.ExplainError(
+                    f"config={options.config}: cannot read it ({error.strerror})"
+                ) from None
             router = route_explain.load_router(text, options.config, options.engine, options.datacentre)
         output = {}
         if options.key is not None:
@@ -102,13 +107,16 @@ def main(argv=None):
 
 def describe_moves(moves):
     lines = [
-        f"{moves['keys']} keys under {moves['route_prefix']}, blocked: {', '.join(moves['blocked']) or 'none'}",
+        f"{moves['keys']} keys under {moves['route_prefix']}, "
+        f"blocked: {', '.join(moves['blocked']) or 'none'}",
         f"moved: {moves['moved']} ({moves['moved_fraction']:.2%}); failing (no server): {moves['failed']}",
         "moved to:",
     ]
     lines += [f"  {server:30} {e['count']:>9} {e['fraction']:.2%}" for server, e in moves["moved_to"].items()]
     lines.append("every key now on:")
-    lines += [f"  {server:30} {e['count']:>9} {e['fraction']:.2%}" for server, e in moves["destinations"].items()]
+    lines += [
+        f"  {server:30} {e['count']:>9} {e['fraction']:.2%}" for server, e in moves["destinations"].items()
+    ]
     return "\n".join(lines)
 
 

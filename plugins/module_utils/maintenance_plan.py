@@ -164,7 +164,7 @@ def _gutter_room_per_server(batch_size, shard_bytes, gutter_counters, gutter_sha
                 (round(size * (gutter_shares.get(shard) or {}).get(server, 0.0)), shard)
                 for shard, size in shard_bytes.items()
             ),
-            reverse=True,
+            key=lambda item: (-item[0], item[1]),
         )[:batch_size]
         needed = sum(load for load, _shard in loads)
         if needed > free:

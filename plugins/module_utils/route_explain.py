@@ -348,7 +348,9 @@ def router_from_model(model, router_host):
     return parsed
 
 
-def load_router(config_text=None, config_name="config", engine=None, datacentre=None, model=None, router=None):
+def load_router(
+    config_text=None, config_name="config", engine=None, datacentre=None, model=None, router=None
+):
     """A Router from a configuration's text (engine given or guessed from the text) or a model."""
     if model is not None:
         return router_from_model(model, router)
@@ -437,7 +439,9 @@ class _Walk:
         if isinstance(handle, str):
             kind, _, pool = handle.partition("|")
             if kind != "PoolRoute" or not pool:
-                raise ExplainError(f"config={self.router.name}: route handle {handle!r} is not PoolRoute|<pool>")
+                raise ExplainError(
+                    f"config={self.router.name}: route handle {handle!r} is not PoolRoute|<pool>"
+                )
             ok, destinations, _ = self.pool(pool, depth, mode)
             return ok, destinations
         kind = handle.get("type") if isinstance(handle, dict) else None
@@ -465,10 +469,16 @@ class _Walk:
             return self.mcrouter(handle["default_policy"], depth + 1, mode)
         if kind in ("AllSyncRoute", "AllAsyncRoute"):
             child_mode = "sync" if kind == "AllSyncRoute" else "async"
-            waits = "waits for every child" if child_mode == "sync" else "replies at once, children fire and forget"
+            waits = (
+                "waits for every child"
+                if child_mode == "sync"
+                else "replies at once, children fire and forget"
+            )
             self.line(depth, f"{kind}: {waits}")
             return self._all(handle["children"], depth, mode, child_mode, self.mcrouter)
-        raise ExplainError(f"config={self.router.name}: route handle type {kind!r} is not one the explainer knows")
+        raise ExplainError(
+            f"config={self.router.name}: route handle type {kind!r} is not one the explainer knows"
+        )
 
     def proxy(self, handle, depth, mode="sync"):
         """(ok, destinations) of a routelib route object (a pool name or a route_* call)."""
@@ -490,7 +500,11 @@ class _Walk:
             return self.proxy(args["child"], depth + 1, mode)
         if call in ("route_allsync", "route_allasync"):
             child_mode = "sync" if call == "route_allsync" else "async"
-            waits = "waits for every child" if child_mode == "sync" else "replies at once, children fire and forget"
+            waits = (
+                "waits for every child"
+                if child_mode == "sync"
+                else "replies at once, children fire and forget"
+            )
             self.line(depth, f"{call}: {waits}")
             return self._all(_array(args.get("children")), depth, mode, child_mode, self.proxy)
         if call == "route_split":
@@ -551,7 +565,9 @@ def _select_mcrouter(router, prefix, walk):
     elif prefix in router.routes:
         walk.line(0, f"routing prefix {prefix}: route {prefix}")
         return [router.routes[prefix]]
-    walk.line(0, f"routing prefix {prefix}: no such route, the default route (--send-invalid-route-to-default)")
+    walk.line(
+        0, f"routing prefix {prefix}: no such route, the default route (--send-invalid-route-to-default)"
+    )
     return [router.default]
 
 
@@ -570,7 +586,9 @@ def _select_proxy(router, prefix, walk):
             f"key: prefix {prefix} names cluster {cluster!r}; router {router.name} routes only "
             f"{', '.join(sorted(clusters))} under /{datacentre}/ (it answers SERVER_ERROR no route)"
         )
-    walk.line(0, f"routes{{}} map [{datacentre!r}] -> route_mcfleet_prefix: strips {prefix}, cluster {cluster}")
+    walk.line(
+        0, f"routes{{}} map [{datacentre!r}] -> route_mcfleet_prefix: strips {prefix}, cluster {cluster}"
+    )
     return clusters[cluster], True
 
 
@@ -656,7 +674,9 @@ def describe(result, depth=0):
     if result["destinations"]:
         for destination in result["destinations"]:
             name = f" ({destination['host']})" if destination["host"] else ""
-            lines.append(f"{pad}=> {destination['server']}{name} pool {destination['pool']} [{destination['mode']}]")
+            lines.append(
+                f"{pad}=> {destination['server']}{name} pool {destination['pool']} [{destination['mode']}]"
+            )
     else:
         lines.append(f"{pad}=> no server: the request fails")
     for hop in result["next_hops"]:
@@ -858,6 +878,8 @@ def gutter_shares(router, shards, keys=20000):
         mine = away[home == home_labels.index(shard)]
         counts = np.bincount(mine[mine >= 0], minlength=len(away_labels))
         shares[shard] = {
-            away_labels[index]: round(int(count) / len(mine), 6) for index, count in enumerate(counts) if count
+            away_labels[index]: round(int(count) / len(mine), 6)
+            for index, count in enumerate(counts)
+            if count
         }
     return shares

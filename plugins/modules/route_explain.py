@@ -54,7 +54,8 @@ options:
     description: How many synthetic keys to place for RV(what_moves).
     type: int
   prefix:
-    description: Routing prefix of the keys counted with O(keys) (the router's C(/<datacentre>/mw/) when omitted).
+    description:
+      - Routing prefix of the keys counted with O(keys); the router's C(/<datacentre>/mw/) when omitted.
     type: str
   blocked:
     description: Servers that fail (inventory host names, or C(address:port)).
@@ -153,7 +154,9 @@ def main():
                 with open(params["config"], encoding="utf-8") as stream:
                     text = stream.read()
             except OSError as error:
-                module.fail_json(msg=f"config={params['config']}: cannot read it ({error.strerror})", **result)
+                module.fail_json(
+                    msg=f"config={params['config']}: cannot read it ({error.strerror})", **result
+                )
             router = route_explain.load_router(text, params["config"], params["engine"], params["datacentre"])
         else:
             router = route_explain.router_from_model(params["model"], params["router"])
