@@ -700,7 +700,7 @@ def sample_keys(count):
 class _VectorWalk:
     """Places many keys through one route at once; keys end on a server or fail."""
 
-    def __init__(self, router, operation, hashed_keys, blocked):
+    def __init__(self, router, operation, hashed_keys, blocked, indexes=None):
         import numpy
 
         self.np = numpy
@@ -708,7 +708,8 @@ class _VectorWalk:
         self.operation = operation
         self.keys = hashed_keys
         self.blocked = blocked
-        self.indexes = {}
+        # {pool size: every key's index}; shared between placements of the same keys.
+        self.indexes = {} if indexes is None else indexes
         self.labels = []
         self.codes = {}
         self.placed = numpy.full(len(hashed_keys), -1, dtype=numpy.int64)
@@ -792,9 +793,10 @@ def _route_for_prefix(router, prefix):
     return handle, not stripped
 
 
-def place_many(router, keys, blocked=(), operation="get", prefix=None):
+def place_many(router, keys, blocked=(), operation="get", prefix=None, indexes=None):
     """(labels, codes): for each key (bytes, without prefix) the index into labels of the server
-    it lands on, -1 where the request fails."""
+    it lands on, -1 where the request fails. `indexes` ({}) keeps the hashing for another call
+    with the same keys, router, operation and prefix."""
     check_operation(operation, router.engine)
     prefix = f"/{router.datacentre}/mw/" if prefix is None else prefix
     if prefix:
@@ -806,7 +808,7 @@ def place_many(router, keys, blocked=(), operation="get", prefix=None):
     elif router.engine == "mcrouter":
         stop = HASH_STOP.encode()
         hashed = [key.split(stop, 1)[0] if stop in key else key for key in keys]
-    walker = _VectorWalk(router, operation, hashed, frozenset(blocked or ()))
+    walker = _VectorWalk(router, operation, hashed, frozenset(blocked or ()), indexes)
     failed = walker.walk(handle, walker.np.arange(len(keys)))
     walker.placed[failed] = -1
     return walker.labels, walker.placed
@@ -829,8 +831,9 @@ def what_moves(router, blocked, keys=10000, operation="get", prefix=None):
     unknown = [name for name in blocked if name not in known]
     if unknown:
         raise ExplainError(f"blocked={unknown}: not a server of router {router.name}'s pools")
-    before_labels, before = place_many(router, key_list, (), operation, prefix)
-    after_labels, after = place_many(router, key_list, blocked, operation, prefix)
+    indexes = {}
+    before_labels, before = place_many(router, key_list, (), operation, prefix, indexes)
+    after_labels, after = place_many(router, key_list, blocked, operation, prefix, indexes)
     # One label space for both placements.
     labels = list(dict.fromkeys(before_labels + after_labels))
     to_common = {name: labels.index(name) for name in labels}
@@ -868,8 +871,9 @@ def gutter_shares(router, shards, keys=20000):
     """
     np = __import__("numpy")
     key_list = sample_keys(keys)
-    home_labels, home = place_many(router, key_list)
-    away_labels, away = place_many(router, key_list, shards)
+    indexes = {}
+    home_labels, home = place_many(router, key_list, indexes=indexes)
+    away_labels, away = place_many(router, key_list, shards, indexes=indexes)
     shares = {}
     for shard in shards:
         if shard not in home_labels:
