@@ -22,7 +22,7 @@ from ansible_collections.mcfleet.fleet.plugins.module_utils.route_explain import
 )
 from ansible_collections.mcfleet.fleet.plugins.module_utils.route_hashing import furc_hash, proxy_pool_index
 from ansible_collections.mcfleet.fleet.plugins.module_utils.topology import build_topology
-from ansible_collections.mcfleet.fleet.tests.unit.topology_fixtures import inventory_data, small_fleet
+from ansible_collections.mcfleet.fleet.tests.unit.topology_fixtures import REPO, inventory_data, small_fleet
 
 
 @pytest.fixture(scope="module", name="lab")
@@ -231,3 +231,24 @@ def test_ch3_sends_a_shards_keys_to_one_gutter_server_when_pools_nest(eqiad):
             expected[server] = expected.get(server, 0) + 1
         assert shares[main[index]] == {s: round(c / len(mine), 6) for s, c in expected.items()}
     assert shares[main[0]] == {gutter[0]: 1.0}
+
+
+GOLDEN = REPO / "tests" / "unit" / "golden"
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted(p for p in GOLDEN.rglob("*") if p.name in ("config.json", "proxy.lua")),
+    ids=lambda p: str(p.relative_to(GOLDEN)),
+)
+def test_every_reviewed_config_routes_as_its_model(path):
+    """The golden files are what render.yml writes for every router of every inventory."""
+    inventory, host = path.relative_to(GOLDEN).parts[:2]
+    model = build_topology(*inventory_data(inventory))
+    from_file = load_router(path.read_text(), str(path))
+    from_model = router_from_model(model, host)
+    dc = model["routers"][host]["datacentre"]
+    for key in (f"/{dc}/mw/a", "/*/mw-wan/b", "plain|#|c", f"/{dc}/mw-wan/d"):
+        for operation in ("get", "set", "delete"):
+            servers = [d["server"] for d in explain(from_file, operation, key)["destinations"]]
+            assert servers == [d["server"] for d in explain(from_model, operation, key)["destinations"]]
