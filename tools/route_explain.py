@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Which server holds a key, and what moves when shards are out, without a running router.
 
     .venv/bin/python tools/route_explain.py -i inventories/lab --router mw1001 get /eqiad/mw/user:42

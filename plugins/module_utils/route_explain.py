@@ -68,7 +68,7 @@ class ExplainError(ValueError):
 
 def check_key(key):
     """The key as bytes, or ExplainError: memcached's text protocol limits what a key can be."""
-    if not isinstance(key, str | bytes):
+    if not isinstance(key, (str, bytes)):
         raise ExplainError(f"key={key!r}: must be a string")
     raw = key.encode("utf-8") if isinstance(key, str) else key
     if not raw:
@@ -169,7 +169,7 @@ def _mcrouter_server(server, name):
 def parse_proxy_config(text, name="proxy.lua"):
     """Router from the routelib Lua rendered by render_memcached_proxy.py (its subset of Lua)."""
     statements = _LuaParser(text, name).chunk()
-    calls = {call: args for call, args in statements}
+    calls = dict(statements)
     for required in ("pools", "routes"):
         if required not in calls:
             raise ExplainError(f"config={name}: no {required}{{...}} block, so not a routelib configuration")
@@ -392,8 +392,11 @@ def split_key(key, engine):
                 prefix = text[: second + 1]
         rest = text[len(prefix) :]
         hashed = rest
-    encode = lambda s: s.encode("utf-8", "surrogateescape")  # noqa: E731
-    return prefix, encode(rest), encode(hashed)
+    return prefix, _encoded(rest), _encoded(hashed)
+
+
+def _encoded(text):
+    return text.encode("utf-8", "surrogateescape")
 
 
 class _Walk:
@@ -432,18 +435,17 @@ class _Walk:
             "host": entry["host"],
             "mode": mode,
         }
-        return (not failed), [] if failed else [destination], destination
+        return (not failed), [] if failed else [destination]
 
     def mcrouter(self, handle, depth, mode="sync"):
         """(ok, destinations) of an mcrouter route handle."""
         if isinstance(handle, str):
-            kind, _, pool = handle.partition("|")
+            kind, _separator, pool = handle.partition("|")
             if kind != "PoolRoute" or not pool:
                 raise ExplainError(
                     f"config={self.router.name}: route handle {handle!r} is not PoolRoute|<pool>"
                 )
-            ok, destinations, _ = self.pool(pool, depth, mode)
-            return ok, destinations
+            return self.pool(pool, depth, mode)
         kind = handle.get("type") if isinstance(handle, dict) else None
         if kind == "PoolRoute":
             return self.mcrouter(f"PoolRoute|{handle.get('pool')}", depth, mode)
@@ -483,8 +485,7 @@ class _Walk:
     def proxy(self, handle, depth, mode="sync"):
         """(ok, destinations) of a routelib route object (a pool name or a route_* call)."""
         if isinstance(handle, str):
-            ok, destinations, _ = self.pool(handle, depth, mode)
-            return ok, destinations
+            return self.pool(handle, depth, mode)
         call = handle.get("call") if isinstance(handle, dict) else None
         args = handle.get("args", {}) if isinstance(handle, dict) else {}
         if call == "route_failover":

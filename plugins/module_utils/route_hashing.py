@@ -93,7 +93,7 @@ def furc_hash(key, size):
             position = depth
         position += FURC_SHIFT
         number = 1
-        for _ in range(depth - 1):
+        for _bit in range(depth - 1):
             number = (number << 1) | bit(position)
             position += FURC_SHIFT
         if number < size:

@@ -18,7 +18,7 @@ description:
   - With O(keys), counts where that many keys go while O(blocked) servers are out, against
     where they go when none is (RV(what_moves)).
   - With a model, a request handed to another datacentre's proxy is followed into that
-    proxy's own routes (RV(explanation.next_hops)).
+    proxy's own routes (C(next_hops) of RV(explanation)).
   - Reads only; C(changed) is always false. Run it where the model or configuration is,
     usually the controller (C(delegate_to=localhost)); it needs the Python packages
     C(xxhash) (memcached proxy placement) and C(numpy) (O(keys)).
@@ -118,7 +118,8 @@ destinations:
 what_moves:
   description:
     - C(keys) placed, C(moved) and C(moved_fraction) of them placed elsewhere while O(blocked) are out,
-      C(failed) with no server, C(destinations) and C(moved_to) as C({server: {count, fraction}}).
+      C(failed) with no server, C(destinations) and C(moved_to) mapping each server to its C(count)
+      and C(fraction) of all keys.
   returned: when keys is given
   type: dict
 """

@@ -8,12 +8,28 @@ from ansible_collections.mcfleet.fleet.plugins.module_utils import render_memcac
 from ansible_collections.mcfleet.fleet.plugins.module_utils.route_hashing import proxy_pool_index
 from ansible_collections.mcfleet.fleet.plugins.module_utils.topology import build_topology
 from ansible_collections.mcfleet.fleet.plugins.modules import route_explain as module
-from ansible_collections.mcfleet.fleet.tests.unit.topology_fixtures import inventory_data
+
+# The lab's eqiad, in plain dicts: ansible-test runs module tests without Ansible's inventory code.
+LAB_EQIAD = {
+    "mc1001": ("memcached_main", "10.89.213.11"),
+    "mc1002": ("memcached_main", "10.89.213.12"),
+    "mc1003": ("memcached_main", "10.89.213.13"),
+    "mc-gp1001": ("memcached_gutter", "10.89.213.14"),
+    "mw1001": ("routers", "10.89.213.15"),
+}
 
 
 @pytest.fixture(scope="module", name="lab")
 def fixture_lab():
-    return build_topology(*inventory_data("lab"))
+    groups, hostvars = {}, {}
+    for host, (group, address) in LAB_EQIAD.items():
+        groups.setdefault(group, []).append(host)
+        hostvars[host] = {
+            "mcfleet_address": address,
+            "mcfleet_datacentre": "eqiad",
+            "mcfleet_router_engine": "memcached_proxy",
+        }
+    return build_topology(groups, hostvars)
 
 
 def run(capsys, **args):

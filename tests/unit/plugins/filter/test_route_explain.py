@@ -1,4 +1,4 @@
-"""The route explainer (route_explain.py) over the configurations the renderers write.
+"""The route explainer (route_explain.py and its filters) over the configurations the renderers write.
 
 Expected servers are computed here from the hashing functions and the model's pools (the
 hashing itself is tested against published vectors in test_route_hashing.py, and against
@@ -6,6 +6,8 @@ a real memcached proxy in tests/integration_local/test_route_explain_live.py).
 """
 
 import pytest
+from ansible.errors import AnsibleFilterError
+from ansible_collections.mcfleet.fleet.plugins.filter.mcfleet import FilterModule
 from ansible_collections.mcfleet.fleet.plugins.module_utils import (
     render_mcrouter,
     render_memcached_proxy,
@@ -252,3 +254,17 @@ def test_every_reviewed_config_routes_as_its_model(path):
         for operation in ("get", "set", "delete"):
             servers = [d["server"] for d in explain(from_file, operation, key)["destinations"]]
             assert servers == [d["server"] for d in explain(from_model, operation, key)["destinations"]]
+
+
+def test_the_filters_explain_and_count_for_playbooks(lab):
+    filters = FilterModule().filters()
+    result = filters["route_explain"](
+        lab, "mw1001", "get", "/eqiad/mw/user:42", ["mc1001", "mc1002", "mc1003"]
+    )
+    assert [d["host"] for d in result["destinations"]] == hosts(lab, "eqiad", "gutter")
+    moves = filters["route_what_moves"](lab, "mw1001", ["mc1001"], 1000)
+    assert list(moves["moved_to"]) == hosts(lab, "eqiad", "gutter")
+    with pytest.raises(AnsibleFilterError, match="route_explain: key='a b': contains a space"):
+        filters["route_explain"](lab, "mw1001", "get", "a b")
+    with pytest.raises(AnsibleFilterError, match=r"route_what_moves: blocked=\['nope'\]"):
+        filters["route_what_moves"](lab, "mw1001", ["nope"])
