@@ -127,7 +127,10 @@ def test_the_explainer_names_the_shard_of_every_key_written_through_the_lab_rout
         found = holders(servers, [key[len(prefix) :] for key in keys])
         assert wrong_placements(router, keys, found) == []
         spread = {host: sum(1 for held in found.values() if held == [host]) for host in servers}
-        print(f"lab: {KEY_COUNT} keys through {LAB_ROUTER}, every one on the named shard: {spread}")
+        print(
+            f"lab: {KEY_COUNT} keys through {LAB_ROUTER} explained from {router.name}: "
+            f"all on the named shard {spread}"
+        )
     finally:
         with MemcacheClient(router_entry["address"], router_entry["port"], timeout_s=5) as client:
             for key in keys:
