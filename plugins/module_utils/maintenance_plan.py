@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import re
 
+from ansible_collections.mcfleet.fleet.plugins.module_utils import route_explain
+
 ACTIONS = ("restart", "upgrade")
 METHODS = ("in_place", "reimage")
 # Debian releases the memcached role supports, oldest first.
@@ -97,7 +99,7 @@ def plan_maintenance(
     batches = [main[index : index + batch] for index in range(0, len(main), batch)] if batch else []
     return {
         "datacentre": datacentre,
-        "gutter_shares": _gutter_shares(model, dc) if dc and dc["gutter"] and dc["routers"] else None,
+        "gutter_shares": route_explain.datacentre_gutter_shares(model, datacentre) if dc else None,
         "action": action,
         "target_release": target_release if action == "upgrade" else None,
         "method": method if action == "upgrade" else None,
@@ -119,18 +121,6 @@ def downgrades(target_release, host_releases):
         for host, release in sorted(host_releases.items())
         if release in RELEASES and RELEASES.index(release) > target
     ]
-
-
-def _gutter_shares(model, dc):
-    """Which gutter server takes which part of each main shard's keys, by the router's hashing."""
-    from ansible_collections.mcfleet.fleet.plugins.module_utils import route_explain, route_hashing
-
-    try:
-        router = route_explain.router_from_model(model, dc["routers"][0]["host"])
-        return route_explain.gutter_shares(router, [entry["host"] for entry in dc["main"]])
-    except (route_explain.ExplainError, route_hashing.HashingError, ImportError):
-        # Without the explainer's packages the check falls back to the gutter pool as a whole.
-        return None
 
 
 def gutter_room(batch_size, shard_bytes, gutter_counters, gutter_shares=None):

@@ -888,3 +888,17 @@ def gutter_shares(router, shards, keys=20000):
             if count
         }
     return shares
+
+
+def datacentre_gutter_shares(model, datacentre, keys=20000):
+    """gutter_shares of `datacentre`'s main shards, placed by its first router's routes; None
+    when it has no router or gutter, or the explainer's packages are missing (callers then
+    treat the gutter pool as a whole)."""
+    dc = model["datacentres"][datacentre]
+    if not dc["routers"] or not dc["gutter"] or not dc["main"]:
+        return None
+    try:
+        router = router_from_model(model, dc["routers"][0]["host"])
+        return gutter_shares(router, [entry["host"] for entry in dc["main"]], keys)
+    except (ExplainError, route_hashing.HashingError, ImportError):
+        return None
