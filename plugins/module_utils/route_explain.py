@@ -471,13 +471,7 @@ class _Walk:
             return self.mcrouter(handle["default_policy"], depth + 1, mode)
         if kind in ("AllSyncRoute", "AllAsyncRoute"):
             child_mode = "sync" if kind == "AllSyncRoute" else "async"
-            waits = (
-                "waits for every child"
-                if child_mode == "sync"
-                else "replies at once, children fire and forget"
-            )
-            self.line(depth, f"{kind}: {waits}")
-            return self._all(handle["children"], depth, mode, child_mode, self.mcrouter)
+            return self._all(kind, handle["children"], depth, mode, child_mode, self.mcrouter)
         raise ExplainError(
             f"config={self.router.name}: route handle type {kind!r} is not one the explainer knows"
         )
@@ -501,25 +495,14 @@ class _Walk:
             return self.proxy(args["child"], depth + 1, mode)
         if call in ("route_allsync", "route_allasync"):
             child_mode = "sync" if call == "route_allsync" else "async"
-            waits = (
-                "waits for every child"
-                if child_mode == "sync"
-                else "replies at once, children fire and forget"
-            )
-            self.line(depth, f"{call}: {waits}")
-            return self._all(_array(args.get("children")), depth, mode, child_mode, self.proxy)
+            return self._all(call, _array(args.get("children")), depth, mode, child_mode, self.proxy)
         if call == "route_split":
             self.line(depth, "route_split: child_b without waiting, the reply from child_a")
             ok, destinations = self.proxy(args["child_a"], depth + 1, mode)
             _ok, more = self.proxy(args["child_b"], depth + 1, "async")
             return ok, destinations + more
         if call == "route_mcfleet_operation":
-            if self.operation in PROXY_SET_LIKE and "child_set" in args:
-                chosen = "child_set"
-            elif self.operation in PROXY_DELETE_LIKE and "child_delete" in args:
-                chosen = "child_delete"
-            else:
-                chosen = "child_default"
+            chosen = _operation_child(self.operation, args)
             self.line(depth, f"route_mcfleet_operation: {self.operation} -> {chosen}")
             return self.proxy(args[chosen], depth + 1, mode)
         raise ExplainError(f"config={self.router.name}: route {call!r} is not one the explainer knows")
@@ -532,13 +515,26 @@ class _Walk:
         self.line(depth + 1, "every child failed: the client gets the last error")
         return False, []
 
-    def _all(self, children, depth, mode, child_mode, walk):
+    def _all(self, name, children, depth, mode, child_mode, walk):
+        waits = (
+            "waits for every child" if child_mode == "sync" else "replies at once, children fire and forget"
+        )
+        self.line(depth, f"{name}: {waits}")
         ok_all, reached = True, []
         for child in children:
             ok, destinations = walk(child, depth + 1, "async" if "async" in (mode, child_mode) else "sync")
             ok_all = ok_all and ok
             reached += destinations
         return (True if child_mode == "async" else ok_all), reached
+
+
+def _operation_child(operation, args):
+    """The child route_mcfleet_operation (routes.lua) hands `operation` to."""
+    if operation in PROXY_SET_LIKE and "child_set" in args:
+        return "child_set"
+    if operation in PROXY_DELETE_LIKE and "child_delete" in args:
+        return "child_delete"
+    return "child_default"
 
 
 def _array(table):
@@ -765,12 +761,7 @@ class _VectorWalk:
         if call in ("route_direct", "route_ttl"):
             return self.walk(args["child"], rows)
         if call == "route_mcfleet_operation":
-            chosen = "child_default"
-            if self.operation in PROXY_SET_LIKE and "child_set" in args:
-                chosen = "child_set"
-            elif self.operation in PROXY_DELETE_LIKE and "child_delete" in args:
-                chosen = "child_delete"
-            return self.walk(args[chosen], rows)
+            return self.walk(args[_operation_child(self.operation, args)], rows)
         raise ExplainError(
             f"operation={self.operation}: {call} replicates the request; what moves is counted for "
             "routes that send a key to one server (use get)"

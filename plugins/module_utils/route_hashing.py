@@ -53,16 +53,7 @@ def murmur_hash_64a(data, seed):
 
 def _murmur_rehash(k):
     """MurmurHash64A of one 8-byte word with furc's seed: furc's source of further bits."""
-    h = FURC_SEED ^ ((8 * MURMUR_M) & MASK64)
-    k = (k * MURMUR_M) & MASK64
-    k ^= k >> MURMUR_R
-    k = (k * MURMUR_M) & MASK64
-    h ^= k
-    h = (h * MURMUR_M) & MASK64
-    h ^= h >> MURMUR_R
-    h = (h * MURMUR_M) & MASK64
-    h ^= h >> MURMUR_R
-    return h
+    return murmur_hash_64a(k.to_bytes(8, "little"), FURC_SEED)
 
 
 def _check_furc_size(size):
