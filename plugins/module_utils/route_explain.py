@@ -371,28 +371,20 @@ def load_router(
 # Explaining one request ---------------------------------------------------------------
 
 
-def split_key(key, engine):
-    """(routing prefix, key without it, hashed key) as the engine reads the key (bytes)."""
+def split_key(key):
+    """(routing prefix, key without it, hashed key) as mcrouter reads the key (bytes)."""
     text = key.decode("utf-8", "surrogateescape")
     prefix = ""
-    if engine == "mcrouter":
-        # Keys-inl.h: a leading / and two more make the routing prefix.
-        if text.startswith("/"):
-            first = text.find("/", 1)
-            second = text.find("/", first + 1) if first != -1 else -1
-            if second != -1:
-                prefix = text[: second + 1]
-        rest = text[len(prefix) :]
-        hashed = rest.split(HASH_STOP, 1)[0]
-    else:
-        if text.startswith("/"):
-            first = text.find("/", 1)
-            second = text.find("/", first + 1) if first != -1 else -1
-            if second != -1:
-                prefix = text[: second + 1]
-        rest = text[len(prefix) :]
-        hashed = rest
-    return prefix, _encoded(rest), _encoded(hashed)
+    # Keys-inl.h: a leading / and two more make the routing prefix.
+    if text.startswith("/"):
+        first = text.find("/", 1)
+        second = text.find("/", first + 1) if first != -1 else -1
+        if second != -1:
+            prefix = text[: second + 1]
+    rest = text[len(prefix) :]
+    if prefix and not rest:
+        raise ExplainError(f"key={text!r}: nothing after the routing prefix {prefix}")
+    return prefix, _encoded(rest), _encoded(rest.split(HASH_STOP, 1)[0])
 
 
 def _encoded(text):
@@ -568,25 +560,35 @@ def _select_mcrouter(router, prefix, walk):
     return [router.default]
 
 
-def _select_proxy(router, prefix, walk):
-    """The handle for the key and whether route_mcfleet_prefix strips the prefix."""
-    datacentre = prefix.strip("/").split("/")[0] if prefix else None
+def _select_proxy(router, text, walk):
+    """(handle, the prefix route_mcfleet_prefix strips or '') for a key (text) at the proxy."""
+    # routes{ mode = "anchor", start = "/", stop = "/" }: the text between the leading / and
+    # the next one picks a map entry; no such text, or no entry, takes the default.
+    first = text.find("/", 1) if text.startswith("/") else -1
+    datacentre = text[1:first] if first > 1 else None
     if datacentre is None or datacentre not in router.routes:
         why = "no /<datacentre>/ routing prefix" if datacentre is None else f"no route for /{datacentre}/"
         walk.line(0, f"{why}: routes{{}} default (the key is hashed whole)")
-        return router.default, False
+        return router.default, ""
     handle = router.routes[datacentre]
-    cluster = prefix.strip("/").split("/")[1]
     clusters = handle.get("args", {}).get("children", {})
+    cluster_end = text.find("/", first + 1)
+    if cluster_end == -1 or cluster_end == len(text) - 1:
+        raise ExplainError(
+            f"key={text!r}: router {router.name} reads /{datacentre}/ keys as /{datacentre}/<cluster>/<key> "
+            "(route_mcfleet_prefix answers SERVER_ERROR no route)"
+        )
+    cluster = text[first + 1 : cluster_end]
     if cluster not in clusters:
         raise ExplainError(
-            f"key: prefix {prefix} names cluster {cluster!r}; router {router.name} routes only "
+            f"key={text!r}: cluster {cluster!r}; router {router.name} routes only "
             f"{', '.join(sorted(clusters))} under /{datacentre}/ (it answers SERVER_ERROR no route)"
         )
+    prefix = text[: cluster_end + 1]
     walk.line(
         0, f"routes{{}} map [{datacentre!r}] -> route_mcfleet_prefix: strips {prefix}, cluster {cluster}"
     )
-    return clusters[cluster], True
+    return clusters[cluster], prefix
 
 
 def explain(router, operation, key, blocked=(), model=None, _hop=0):
@@ -599,9 +601,9 @@ def explain(router, operation, key, blocked=(), model=None, _hop=0):
     raw = check_key(key)
     check_operation(operation, router.engine)
     blocked = frozenset(blocked or ())
-    prefix, rest, hashed = split_key(raw, router.engine)
-    walk = _Walk(router, operation, hashed, blocked)
+    walk = _Walk(router, operation, b"", blocked)
     if router.engine == "mcrouter":
+        prefix, rest, walk.hashed_key = split_key(raw)
         handles = _select_mcrouter(router, prefix, walk)
         ok, destinations = True, []
         for handle in handles:
@@ -610,12 +612,11 @@ def explain(router, operation, key, blocked=(), model=None, _hop=0):
             destinations += reached
         forwarded = rest
     else:
-        handle, stripped = _select_proxy(router, prefix, walk)
-        if not stripped:
-            # No route stripped the prefix: memcached hashes (and stores) the whole key.
-            walk.hashed_key = raw
+        handle, prefix = _select_proxy(router, raw.decode("utf-8", "surrogateescape"), walk)
+        # Without a stripped prefix memcached hashes (and stores) the whole key.
+        rest = walk.hashed_key = raw[len(prefix.encode("utf-8", "surrogateescape")) :]
         ok, destinations = walk.proxy(handle, 1)
-        forwarded = walk.hashed_key
+        forwarded = rest
     result = {
         "engine": router.engine,
         "router": router.name,
@@ -781,7 +782,7 @@ def _route_for_prefix(router, prefix):
         if len(handles) != 1:
             raise ExplainError(f"prefix={prefix}: matches {len(handles)} routes; what moves needs one")
         return handles[0], False
-    handle, stripped = _select_proxy(router, prefix, walk)
+    handle, stripped = _select_proxy(router, prefix + "k", walk)
     return handle, not stripped
 
 

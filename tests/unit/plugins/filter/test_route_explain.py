@@ -59,7 +59,7 @@ def test_the_proxy_hashes_the_key_without_its_routing_prefix(lab):
 def test_a_key_without_prefix_takes_the_default_route_hashed_whole(lab):
     router = router_from_model(lab, "mw1001")
     main = hosts(lab, "eqiad", "main")
-    for key in ("user:42", "/nosuchdc/mw/user:42"):
+    for key in ("user:42", "/nosuchdc/mw/user:42", "/nosuchdc", "//x/y"):
         result = explain(router, "get", key)
         assert result["hashed_key"] == key
         assert result["destinations"][0]["host"] == main[proxy_pool_index(key.encode(), len(main))]
@@ -100,9 +100,23 @@ def test_broadcast_sets_wait_for_the_local_datacentre_and_not_for_the_others(lab
     assert [d["host"] for d in explain(router, "get", "/*/mw-wan/purge:1")["destinations"]] == [local]
 
 
-def test_an_unknown_cluster_is_the_proxys_no_route_error(lab):
-    with pytest.raises(ExplainError, match=r"key: prefix /eqiad/nope/ names cluster 'nope'"):
-        explain(router_from_model(lab, "mw1001"), "get", "/eqiad/nope/k")
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [
+        ("/eqiad/nope/k", "key='/eqiad/nope/k': cluster 'nope'; router mw1001 routes only mw, mw-wan"),
+        ("/eqiad/k", "key='/eqiad/k': router mw1001 reads /eqiad/ keys as /eqiad/<cluster>/<key>"),
+        ("/eqiad/mw/", "key='/eqiad/mw/': router mw1001 reads /eqiad/ keys as"),
+    ],
+)
+def test_keys_route_mcfleet_prefix_answers_no_route_for_are_refused(lab, key, message):
+    with pytest.raises(ExplainError) as refused:
+        explain(router_from_model(lab, "mw1001"), "get", key)
+    assert message in str(refused.value)
+
+
+def test_mcrouter_refuses_a_key_that_is_only_a_routing_prefix(mcrouter_fleet):
+    with pytest.raises(ExplainError, match="key='/eqiad/mw/': nothing after the routing prefix /eqiad/mw/"):
+        explain(router_from_model(mcrouter_fleet, "mw1001"), "get", "/eqiad/mw/")
 
 
 def test_mcrouter_hashes_the_routing_key_up_to_the_hash_stop(mcrouter_fleet):
