@@ -19,6 +19,8 @@ The model itself is built once per run by the mcfleet.fleet.topology action (pla
 "{{ reimage_command | mcfleet.fleet.reimage_argv(host, address, release) }}"   the command's words
 "{{ progress_log | mcfleet.fleet.maintenance_unfinished_hosts }}"   hosts an interrupted run left part way
 "{{ mcfleet | mcfleet.fleet.router_config_path(inventory_hostname, override) }}"  deployed config's path
+"{{ mcfleet | mcfleet.fleet.route_explain(router, operation, key, blocked) }}"   how a router routes a key
+"{{ mcfleet | mcfleet.fleet.route_what_moves(router, blocked, keys) }}"   where keys go while servers are out
 "{{ variables | mcfleet.fleet.memcached_expected_settings(port) }}"   `stats settings` the memcached
     role configures from these inventory variables, its defaults/main.yml filling the rest
 """
@@ -40,6 +42,8 @@ from ansible_collections.mcfleet.fleet.plugins.module_utils import (
     maintenance_progress,
     render_mcrouter,
     render_memcached_proxy,
+    route_explain,
+    route_hashing,
 )
 from ansible_collections.mcfleet.fleet.plugins.module_utils import preflight as preflight_utils
 from ansible_collections.mcfleet.fleet.plugins.module_utils import traffic as traffic_utils
@@ -143,8 +147,8 @@ def maintenance_live_problems(plan, health):
     return maintenance_plan_utils.live_problems(plan, health)
 
 
-def gutter_room(batch_size, shard_bytes, gutter_counters):
-    return maintenance_plan_utils.gutter_room(batch_size, shard_bytes, gutter_counters)
+def gutter_room(batch_size, shard_bytes, gutter_counters, gutter_shares=None):
+    return maintenance_plan_utils.gutter_room(batch_size, shard_bytes, gutter_counters, gutter_shares)
 
 
 def downgrades(target_release, host_releases):
@@ -169,6 +173,24 @@ def client_errors(timeline_path, start=None, end=None):
         ) from None
 
 
+def route_explain_filter(model, router, operation, key, blocked=()):
+    """How `router` routes `operation` on `key` with `blocked` servers out (route_explain.explain)."""
+    try:
+        return route_explain.explain(
+            route_explain.router_from_model(model, router), operation, key, blocked, model
+        )
+    except (route_explain.ExplainError, route_hashing.HashingError) as error:
+        raise AnsibleFilterError(f"route_explain: {error}") from None
+
+
+def route_what_moves(model, router, blocked, keys=10000):
+    """Where `keys` synthetic keys go while `blocked` servers are out (route_explain.what_moves)."""
+    try:
+        return route_explain.what_moves(route_explain.router_from_model(model, router), blocked, keys)
+    except (route_explain.ExplainError, route_hashing.HashingError) as error:
+        raise AnsibleFilterError(f"route_what_moves: {error}") from None
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -190,4 +212,6 @@ class FilterModule:
             "network_problem": network_problem,
             "router_config_path": router_config_path,
             "memcached_expected_settings": memcached_expected_settings,
+            "route_explain": route_explain_filter,
+            "route_what_moves": route_what_moves,
         }

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import re
 
+from ansible_collections.mcfleet.fleet.plugins.module_utils import route_explain
+
 ACTIONS = ("restart", "upgrade")
 METHODS = ("in_place", "reimage")
 # Debian releases the memcached role supports, oldest first.
@@ -97,6 +99,7 @@ def plan_maintenance(
     batches = [main[index : index + batch] for index in range(0, len(main), batch)] if batch else []
     return {
         "datacentre": datacentre,
+        "gutter_shares": route_explain.datacentre_gutter_shares(model, datacentre) if dc else None,
         "action": action,
         "target_release": target_release if action == "upgrade" else None,
         "method": method if action == "upgrade" else None,
@@ -120,13 +123,17 @@ def downgrades(target_release, host_releases):
     ]
 
 
-def gutter_room(batch_size, shard_bytes, gutter_counters):
+def gutter_room(batch_size, shard_bytes, gutter_counters, gutter_shares=None):
     """Whether the gutter can take what a batch takes out: a refusal, or None.
 
     `shard_bytes` maps each main shard to its bytes in use; `gutter_counters` maps each
     gutter server to its `limit_maxbytes` and `bytes`. The batch that matters is the
-    `batch_size` largest shards.
+    `batch_size` largest shards. With `gutter_shares` ({shard: {gutter server: fraction of
+    the shard's keys it takes}}, route_explain.gutter_shares) each gutter server must hold
+    its part of the batch that loads it most; without, the pool's free bytes are pooled.
     """
+    if gutter_shares:
+        return _gutter_room_per_server(int(batch_size), shard_bytes, gutter_counters, gutter_shares)
     largest = sorted(shard_bytes.values(), reverse=True)[: int(batch_size)]
     needed = sum(largest)
     free = sum(max(0, c["limit_maxbytes"] - c["bytes"]) for c in gutter_counters.values())
@@ -134,6 +141,29 @@ def gutter_room(batch_size, shard_bytes, gutter_counters):
         return (
             f"batch_size={batch_size}: the {len(largest)} largest shards hold {needed} bytes, "
             f"more than the gutter's {free} free bytes ({', '.join(sorted(gutter_counters))})"
+        )
+    return None
+
+
+def _gutter_room_per_server(batch_size, shard_bytes, gutter_counters, gutter_shares):
+    short = []
+    for server, counters in sorted(gutter_counters.items()):
+        free = max(0, counters["limit_maxbytes"] - counters["bytes"])
+        loads = sorted(
+            (
+                (round(size * (gutter_shares.get(shard) or {}).get(server, 0.0)), shard)
+                for shard, size in shard_bytes.items()
+            ),
+            key=lambda item: (-item[0], item[1]),
+        )[:batch_size]
+        needed = sum(load for load, _shard in loads)
+        if needed > free:
+            shards = ", ".join(f"{shard} {load}" for load, shard in loads if load)
+            short.append(f"{server} would take {needed} bytes ({shards}) and has {free} free")
+    if short:
+        return (
+            f"batch_size={batch_size}: a gutter server cannot hold its part of a batch's keys "
+            f"(placed by the routers' hashing): {'; '.join(short)}"
         )
     return None
 
@@ -166,6 +196,7 @@ def live_problems(plan, health):
             }
             for host in plan["gutter"]
         },
+        plan.get("gutter_shares"),
     )
     return problems + ([room] if room else [])
 

@@ -20,6 +20,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from ansible_collections.mcfleet.fleet.plugins.module_utils import route_explain
+from ansible_collections.mcfleet.fleet.plugins.module_utils.maintenance_plan import gutter_room
+
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 STATUSES = (OK, WARN, FAIL)
 # Check names in the order a host's rows are printed.
@@ -104,12 +107,14 @@ def clock_check(host_time, sent, received, tolerance_s=CLOCK_TOLERANCE_S):
     return OK, f"within {tolerance_s:g} s of the controller (round trip {round_trip:.3f} s)", data
 
 
-def gutter_capacity(main_bytes, gutter_memory, batch_size=1):
+def gutter_capacity(main_bytes, gutter_memory, batch_size=1, gutter_shares=None):
     """Whether the gutter pool has room for the `batch_size` largest main shards.
 
     `main_bytes`: {shard: bytes in use, or None when unknown}; `gutter_memory`: {gutter
     server: (limit_maxbytes, bytes) or None when unknown}. Free memory of the pool is the
-    sum of limit_maxbytes - bytes over the servers that answered.
+    sum of limit_maxbytes - bytes over the servers that answered. With `gutter_shares`
+    (route_explain.gutter_shares), each gutter server must also hold its part of the batch
+    that loads it most (maintenance_plan.gutter_room).
     Returns (status, detail, data).
     """
     batch_size = int(batch_size)
@@ -141,6 +146,15 @@ def gutter_capacity(main_bytes, gutter_memory, batch_size=1):
         return FAIL, f"no gutter server answered: {', '.join(unknown_gutter) or 'none in this run'}", data
     if free < need:
         return FAIL, f"not enough room: {sizes}", data
+    if gutter_shares:
+        counters = {
+            host: {"limit_maxbytes": int(memory[0]), "bytes": int(memory[1])}
+            for host, memory in gutter_memory.items()
+            if memory
+        }
+        short = gutter_room(batch_size, known, counters, gutter_shares)
+        if short:
+            return FAIL, f"not enough room on one gutter server: {short}", data
     if unknown_main or unknown_gutter:
         missing = ", ".join(unknown_main + unknown_gutter)
         return WARN, f"{sizes}; not read: {missing}", data
@@ -343,7 +357,8 @@ def build_checks(model, hosts, probes, expected_sha1=None, batch_size=1, target_
             counters = counters or {}
             limit, used = counters.get("limit_maxbytes"), counters.get("bytes")
             gutter[server["host"]] = (limit, used) if limit is not None and used is not None else None
-        rows.append(_row("gutter_capacity", name, *gutter_capacity(main, gutter, batch_size)))
+        shares = route_explain.datacentre_gutter_shares(model, name)
+        rows.append(_row("gutter_capacity", name, *gutter_capacity(main, gutter, batch_size, shares)))
     return rows
 
 

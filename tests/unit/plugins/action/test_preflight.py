@@ -75,6 +75,19 @@ def test_gutter_capacity_needs_room_for_the_largest_shards_of_a_batch():
     assert detail.startswith("not enough room")
 
 
+def test_gutter_capacity_checks_each_gutter_servers_share_of_the_keys():
+    """The pool has 94 MiB free, but the routers' hashing sends all of mc2's keys to gp2 (34 MiB free)."""
+    main = {"mc1": 30 * MB, "mc2": 50 * MB, "mc3": 40 * MB}
+    gutter = {"gp1": (64 * MB, 4 * MB), "gp2": (64 * MB, 30 * MB)}
+    nested = {"mc1": {"gp1": 1.0}, "mc2": {"gp2": 1.0}, "mc3": {"gp1": 0.5, "gp2": 0.5}}
+    status, detail, _data = preflight.gutter_capacity(main, gutter, 1, nested)
+    assert status == preflight.FAIL
+    assert detail.startswith("not enough room on one gutter server: batch_size=1:")
+    assert f"gp2 would take {50 * MB} bytes (mc2 {50 * MB}) and has {34 * MB} free" in detail
+    even = {shard: {"gp1": 0.5, "gp2": 0.5} for shard in main}
+    assert preflight.gutter_capacity(main, gutter, 1, even)[0] == preflight.OK
+
+
 def test_gutter_capacity_unknowns():
     status, _detail, _data = preflight.gutter_capacity({"mc1": 10}, {"gp1": None}, 1)
     assert status == preflight.FAIL

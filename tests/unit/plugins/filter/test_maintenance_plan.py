@@ -69,6 +69,39 @@ def test_gutter_room_counts_the_largest_shards_of_a_batch():
     assert "the 2 largest shards hold 500 bytes, more than the gutter's 400 free bytes" in refusal
 
 
+def test_gutter_room_per_server_uses_each_servers_share_of_the_batch():
+    """Two gutter servers with 300 free bytes each: the pool has 600, but Ch3 can send every key
+    of a shard to one gutter server (route_explain.gutter_shares)."""
+    shards = {"mc1": 400, "mc2": 100, "mc3": 100}
+    gutter = {"gp1": {"limit_maxbytes": 1000, "bytes": 700}, "gp2": {"limit_maxbytes": 1000, "bytes": 700}}
+    assert gutter_room(1, shards, gutter) is None
+    nested = {"mc1": {"gp1": 1.0}, "mc2": {"gp2": 1.0}, "mc3": {"gp1": 0.5, "gp2": 0.5}}
+    refusal = gutter_room(1, shards, gutter, nested)
+    assert refusal == (
+        "batch_size=1: a gutter server cannot hold its part of a batch's keys (placed by the "
+        "routers' hashing): gp1 would take 400 bytes (mc1 400) and has 300 free"
+    )
+    even = {shard: {"gp1": 0.5, "gp2": 0.5} for shard in shards}
+    assert gutter_room(1, shards, gutter, even) is None
+    # Spread evenly, the whole datacentre fits exactly, as the pooled check says.
+    assert gutter_room(3, shards, gutter, even) is None
+    assert gutter_room(3, shards, gutter) is None
+    assert "gp1 would take 450 bytes (mc1 400, mc3 50) and has 300 free" in gutter_room(
+        3, shards, gutter, nested
+    )
+
+
+def test_the_plan_carries_the_routers_gutter_shares(model):
+    plan = plan_maintenance(model, CODFW, reason="T1")
+    # One gutter server: every shard's keys go to it.
+    assert plan["gutter_shares"] == {shard: {"mc-gp2001": 1.0} for shard in ("mc2001", "mc2002", "mc2003")}
+    health = {host: {"running": True, "counters": {"bytes": 600, "limit_maxbytes": 1000}} for host in CODFW}
+    assert live_problems(plan, health) == [
+        "batch_size=1: a gutter server cannot hold its part of a batch's keys (placed by the routers' "
+        "hashing): mc-gp2001 would take 600 bytes (mc2001 600) and has 400 free"
+    ]
+
+
 def test_live_problems_name_a_down_gutter_and_a_downgrade(model):
     plan = plan_maintenance(model, CODFW, reason="T1", action="upgrade", target_release="bookworm")
     health = {
