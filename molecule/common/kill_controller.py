@@ -98,6 +98,8 @@ def main() -> int:
     result["rollback_after_s"] = record.get("rollback_after_s")
     result["timer_unit"] = record.get("timer_unit")
     result["timer_active_after_kill"] = bool(record) and timer_active(args.container, record["timer_unit"])
+    # On a loaded machine the block may be seen, and the timer read, after it already fired.
+    result["timer_read_before_expiry"] = expires_at is not None and time.time() < expires_at
 
     # The traffic generator ran detached (async) and is bounded; end it now so the next
     # drill has the router to itself. This does not touch the shard.
