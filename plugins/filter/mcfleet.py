@@ -17,6 +17,8 @@ The model itself is built once per run by the mcfleet.fleet.topology action (pla
 "{{ reimage_command | mcfleet.fleet.reimage_argv(host, address, release) }}"   the command's words
 "{{ progress_log | mcfleet.fleet.maintenance_unfinished_hosts }}"   hosts an interrupted run left part way
 "{{ mcfleet | mcfleet.fleet.router_config_path(inventory_hostname, override) }}"  deployed config's path
+"{{ comparison | mcfleet.fleet.lru_lab_servers(shard, shard_settings, addresses, choices) }}"  the
+    LRU comparison's two lab servers; "{{ server | mcfleet.fleet.lru_memcached_conf }}" the config of one
 "{{ variables | mcfleet.fleet.memcached_expected_settings(port) }}"   `stats settings` the memcached
     role configures from these inventory variables, its defaults/main.yml filling the rest
 """
@@ -29,12 +31,13 @@ from ansible_collections.mcfleet.fleet.plugins.module_utils import (
     drill_plan as drill_plan_utils,
 )
 from ansible_collections.mcfleet.fleet.plugins.module_utils import (
-    maintenance_plan as maintenance_plan_utils,
-)
-from ansible_collections.mcfleet.fleet.plugins.module_utils import (
+    lru_compare,
     maintenance_progress,
     render_mcrouter,
     render_memcached_proxy,
+)
+from ansible_collections.mcfleet.fleet.plugins.module_utils import (
+    maintenance_plan as maintenance_plan_utils,
 )
 from ansible_collections.mcfleet.fleet.plugins.module_utils import preflight as preflight_utils
 from ansible_collections.mcfleet.fleet.plugins.module_utils import traffic as traffic_utils
@@ -156,6 +159,13 @@ def client_errors(timeline_path, start=None, end=None):
         ) from None
 
 
+def lru_lab_servers(comparison, shard, shard_settings, addresses, choices):
+    try:
+        return lru_compare.lab_servers(comparison, shard, shard_settings, addresses, choices)
+    except (lru_compare.CompareError, KeyError) as error:
+        raise AnsibleFilterError(f"lru_lab_servers: {error}") from None
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -176,4 +186,6 @@ class FilterModule:
             "network_problem": network_problem,
             "router_config_path": router_config_path,
             "memcached_expected_settings": memcached_expected_settings,
+            "lru_lab_servers": lru_lab_servers,
+            "lru_memcached_conf": lru_compare.memcached_conf,
         }

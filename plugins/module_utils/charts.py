@@ -7,7 +7,8 @@ Figures are built with `matplotlib.figure.Figure` and no pyplot, so nothing glob
 The same inputs give the same bytes: no date or software metadata, a fixed SVG id salt
 (https://matplotlib.org/stable/users/explain/customizing.html, `svg.hashsalt`), and the
 SVG keeps its text as text (`svg.fonttype: none`) so labels can be read and searched.
-Each plotted series, marker and bar group carries a gid (an SVG element id): the tests and
+Each plotted series, marker and bar carries a gid (an SVG element id: `series-<label>`,
+`marker-<label>-<panel>`, `span-<label>`, `bar-<panel>-<label>-<category>`): the tests and
 any reader can find them by name.
 """
 
@@ -102,7 +103,7 @@ def grouped_bar_chart(title: str, panels: list[dict]):
     a value of None leaves its bar out (a category one side does not have).
     """
     figure, axes = _new_figure(title, len(panels), share_x=False)
-    for ax, panel in zip(axes, panels, strict=True):
+    for panel_index, (ax, panel) in enumerate(zip(axes, panels, strict=True)):
         ax.set_title(panel["title"], loc="left", fontsize=9, fontweight="bold")
         categories, series = panel["categories"], panel["series"]
         width = 0.8 / max(1, len(series))
@@ -110,9 +111,11 @@ def grouped_bar_chart(title: str, panels: list[dict]):
             xs = [i + (offset - (len(series) - 1) / 2) * width for i in range(len(categories))]
             kept = [(x, v) for x, v in zip(xs, values, strict=True) if v is not None]
             bars = ax.bar([k[0] for k in kept], [k[1] for k in kept], width=width, color=colour, label=label)
-            bars.set_gid(f"bars-{label}")
+            for bar, (_x, _v) in zip(bars, kept, strict=True):
+                bar.set_gid(f"bar-{panel_index}-{label}-{categories[xs.index(_x)]}")
         ax.set_xticks(range(len(categories)), categories, rotation=45 if len(categories) > 8 else 0)
         ax.grid(axis="y", color="#eeeeee")
+        ax.set_axisbelow(True)
         ax.legend(loc="upper right", fontsize=8, frameon=False)
     figure.tight_layout()
     return figure
