@@ -19,23 +19,13 @@ version_added: 0.3.0
 author: mcfleet maintainers (@mcfleet)
 options:
   servers:
-    description: The servers to read.
+    description:
+      - The servers to read, each with C(host) (a name, the key of RV(snapshots)), C(address) and
+        optionally C(port) (11211). Other keys are ignored, so the topology model's entries and the
+        LRU comparison's server descriptions can be passed as they are.
     type: list
     elements: dict
     required: true
-    suboptions:
-      host:
-        description: A name for the server, the key of RV(snapshots).
-        type: str
-        required: true
-      address:
-        description: Its address.
-        type: str
-        required: true
-      port:
-        description: Its memcached port.
-        type: int
-        default: 11211
   timeout_s:
     description: Connect and read timeout per server, in seconds.
     type: float
@@ -77,16 +67,7 @@ from ansible_collections.mcfleet.fleet.plugins.module_utils.lru_compare import C
 def main():
     module = AnsibleModule(
         argument_spec={
-            "servers": {
-                "type": "list",
-                "elements": "dict",
-                "required": True,
-                "options": {
-                    "host": {"type": "str", "required": True},
-                    "address": {"type": "str", "required": True},
-                    "port": {"type": "int", "default": 11211},
-                },
-            },
+            "servers": {"type": "list", "elements": "dict", "required": True},
             "timeout_s": {"type": "float", "default": 2.0},
         },
         supports_check_mode=True,

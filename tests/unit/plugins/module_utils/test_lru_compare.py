@@ -106,8 +106,10 @@ def test_figures_are_over_the_warm_window_and_the_verdict_names_the_change():
         "new is better: hit ratio 0.900 vs 0.800 (+10.0 points), evictions 50 vs 100 (-50%)"
     )
     assert report["slab_rows"][0]["baseline"]["age_s"] == 12
-    with pytest.raises(CompareError, match="candidate.warm: no `stats`"):
-        build_report(comparison, {**snapshots, "candidate": {"warm": {}, "end": snapshots["candidate"]["end"]}})
+    with pytest.raises(CompareError, match=r"candidate\.warm: no `stats`"):
+        build_report(
+            comparison, {**snapshots, "candidate": {"warm": {}, "end": snapshots["candidate"]["end"]}}
+        )
 
 
 @pytest.fixture
@@ -131,10 +133,14 @@ def test_real_memcached_classes_of_two_growth_factors_fall_into_the_right_rows(t
     sizes = [60, 300, 900, 2500]
     for server in two_servers:
         fill(server, 300, sizes)
-    warm = {name: read_snapshot(*server.spec) for name, server in zip(("base", "cand"), two_servers, strict=True)}
+    warm = {
+        name: read_snapshot(*server.spec) for name, server in zip(("base", "cand"), two_servers, strict=True)
+    }
     for server in two_servers:
         fill(server, 6000, sizes)  # about 7 MB into 2 MB: both evict
-    end = {name: read_snapshot(*server.spec) for name, server in zip(("base", "cand"), two_servers, strict=True)}
+    end = {
+        name: read_snapshot(*server.spec) for name, server in zip(("base", "cand"), two_servers, strict=True)
+    }
 
     base_classes, cand_classes = slab_classes(end["base"]), slab_classes(end["cand"])
     assert {c["chunk_size"] for c in base_classes} != {c["chunk_size"] for c in cand_classes}
@@ -152,7 +158,9 @@ def test_real_memcached_classes_of_two_growth_factors_fall_into_the_right_rows(t
         "baseline": {"name": "base", "description": "-f 1.25"},
         "candidate": {"name": "cand", "description": "-f 1.07"},
     }
-    snapshots = {s: {"warm": warm[n], "end": end[n]} for s, n in (("baseline", "base"), ("candidate", "cand"))}
+    snapshots = {
+        s: {"warm": warm[n], "end": end[n]} for s, n in (("baseline", "base"), ("candidate", "cand"))
+    }
     report = build_report(comparison, snapshots)
     for side in ("baseline", "candidate"):
         figures = report["sides"][side]
@@ -164,7 +172,9 @@ def test_real_memcached_classes_of_two_growth_factors_fall_into_the_right_rows(t
     ids, texts = check_chart(files, "lru-gf", files["lru-gf.md"])
     # Panel 0 is the hit ratio, panel 2 the evictions per slab row (by the row's chunk size).
     assert {"bar-0-baseline: base-hit ratio", "bar-0-candidate: cand-hit ratio"} <= ids
-    assert {f"bar-2-candidate: cand-{row['chunk_size']}" for row in report["slab_rows"] if row["candidate"]} <= ids
+    assert {
+        f"bar-2-candidate: cand-{row['chunk_size']}" for row in report["slab_rows"] if row["candidate"]
+    } <= ids
     assert "evictions per slab class (by chunk size, bytes)" in texts
     assert report["verdict"] in files["lru-gf.md"]
     assert json.loads(files["lru-gf.json"])["slab_rows"] == json.loads(json.dumps(report["slab_rows"]))
@@ -201,12 +211,17 @@ def test_the_modules_collect_refuse_a_down_server_and_write_once(two_servers, tm
     code, out = call_module(lru_report_module, {**args, "_ansible_check_mode": True}, capsys)
     assert code == 0 and out["changed"] and not (tmp_path / "reports").exists()
     code, out = call_module(lru_report_module, args, capsys)
-    assert code == 0 and out["changed"] and sorted(Path(p).suffix for p in out["paths"]) == [
-        ".json",
-        ".md",
-        ".png",
-        ".svg",
-    ]
+    assert (
+        code == 0
+        and out["changed"]
+        and sorted(Path(p).suffix for p in out["paths"])
+        == [
+            ".json",
+            ".md",
+            ".png",
+            ".svg",
+        ]
+    )
     check_chart(tmp_path / "reports", "lru-m1", (tmp_path / "reports" / "lru-m1.md").read_text())
     code, out = call_module(lru_report_module, args, capsys)
     assert code == 0 and not out["changed"]
