@@ -57,6 +57,8 @@ SETTINGS_SHOWN = (
 )
 # A hit ratio within this many points of the baseline's is the same for the verdict.
 HIT_RATIO_TOLERANCE = 0.01
+# Slab memory within this factor of the baseline's counts as the same memory.
+MEMORY_TOLERANCE = 1.1
 SIDES = ("baseline", "candidate")
 
 
@@ -267,6 +269,10 @@ def side_figures(name: str, warm: dict, end: dict) -> dict:
         "curr_items": _int(after.get("curr_items", 0)),
         "bytes": _int(after.get("bytes", 0)),
         "limit_maxbytes": _int(after.get("limit_maxbytes", 0)),
+        # Memory the slab classes hold: every class in use keeps at least one page, so with a
+        # small -m and many classes it exceeds limit_maxbytes (memcached's slabs.c grants the
+        # first page of a class regardless of the limit).
+        "total_malloced": _int((end.get("slabs") or {}).get("total_malloced", 0)),
         "settings": {k: settings.get(k) for k in SETTINGS_SHOWN if k in settings},
         "classes": slab_classes(end),
     }
@@ -289,7 +295,14 @@ def verdict(baseline: dict, candidate: dict, names: dict) -> str:
     if ev_a:
         evictions += f" ({(ev_b - ev_a) / ev_a:+.0%})"
     ratios = f"hit ratio {b:.3f} vs {a:.3f} ({delta * 100:+.1f} points)"
-    return f"{names['candidate']} is {outcome}: {ratios}, {evictions}"
+    line = f"{names['candidate']} is {outcome}: {ratios}, {evictions}"
+    mem_a, mem_b = baseline.get("total_malloced") or 0, candidate.get("total_malloced") or 0
+    if mem_a and mem_b and not 1 / MEMORY_TOLERANCE <= mem_b / mem_a <= MEMORY_TOLERANCE:
+        line += (
+            f"; but not at equal memory: its slab classes hold {mem_b / 1048576:.0f} MB against "
+            f"{mem_a / 1048576:.0f} MB (each class in use keeps at least one page)"
+        )
+    return line
 
 
 def build_report(comparison: dict, snapshots: dict, traffic: dict | None = None) -> dict:
@@ -371,7 +384,7 @@ def render_markdown(report: dict, chart_stem: str) -> str:
         "slabs_moved",
     ):
         lines.append(f"| `{name}` | {_fmt(base.get(name))} | {_fmt(cand.get(name))} |")
-    for name in ("curr_items", "bytes", "limit_maxbytes"):
+    for name in ("curr_items", "bytes", "limit_maxbytes", "total_malloced"):
         lines.append(f"| `{name}` (end) | {_fmt(base.get(name))} | {_fmt(cand.get(name))} |")
     lines += ["", "Settings (`stats settings`):", "", "| setting | baseline | candidate |", "|---|---|---|"]
     for name in SETTINGS_SHOWN:

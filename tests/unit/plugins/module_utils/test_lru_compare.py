@@ -106,6 +106,26 @@ def test_figures_are_over_the_warm_window_and_the_verdict_names_the_change():
         "new is better: hit ratio 0.900 vs 0.800 (+10.0 points), evictions 50 vs 100 (-50%)"
     )
     assert report["slab_rows"][0]["baseline"]["age_s"] == 12
+    # Slab memory well above the baseline's: the verdict says the comparison is not at equal memory.
+    bigger = {
+        **snapshots["candidate"]["end"],
+        "slabs": {**snapshots["candidate"]["end"]["slabs"], "total_malloced": "3145728"},
+    }
+    smaller = {
+        **snapshots["baseline"]["end"],
+        "slabs": {**snapshots["baseline"]["end"]["slabs"], "total_malloced": "2097152"},
+    }
+    unequal = build_report(
+        comparison,
+        {
+            "baseline": {**snapshots["baseline"], "end": smaller},
+            "candidate": {**snapshots["candidate"], "end": bigger},
+        },
+    )
+    assert unequal["verdict"].endswith(
+        "; but not at equal memory: its slab classes hold 3 MB against 2 MB"
+        " (each class in use keeps at least one page)"
+    )
     with pytest.raises(CompareError, match=r"candidate\.warm: no `stats`"):
         build_report(
             comparison, {**snapshots, "candidate": {"warm": {}, "end": snapshots["candidate"]["end"]}}
