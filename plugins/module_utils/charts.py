@@ -18,6 +18,8 @@ import io
 import os
 import traceback
 
+from ansible.module_utils.basic import missing_required_lib
+
 try:
     import matplotlib
 
@@ -35,6 +37,12 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _SAVE_RC = {"svg.hashsalt": "mcfleet", "svg.fonttype": "none", "font.size": 9}
 _PANEL_HEIGHT_IN = 2.2
 _WIDTH_IN = 10.0
+
+
+def fail_without_matplotlib(module) -> None:
+    """Ends an Ansible module with the standard missing-library message when matplotlib is absent."""
+    if not HAS_MATPLOTLIB:
+        module.fail_json(msg=missing_required_lib("matplotlib"), exception=MATPLOTLIB_IMPORT_ERROR)
 
 
 def _require() -> None:

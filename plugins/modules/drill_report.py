@@ -99,12 +99,8 @@ paths:
 
 import os
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.mcfleet.fleet.plugins.module_utils.charts import (
-    HAS_MATPLOTLIB,
-    MATPLOTLIB_IMPORT_ERROR,
-    write_files,
-)
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.mcfleet.fleet.plugins.module_utils.charts import fail_without_matplotlib, write_files
 from ansible_collections.mcfleet.fleet.plugins.module_utils.drill_report import build_report, render_files
 
 
@@ -121,8 +117,7 @@ def main() -> None:
         },
         supports_check_mode=True,
     )
-    if not HAS_MATPLOTLIB:
-        module.fail_json(msg=missing_required_lib("matplotlib"), exception=MATPLOTLIB_IMPORT_ERROR)
+    fail_without_matplotlib(module)
     p = module.params
     if "/" in p["drill_id"] or p["drill_id"].startswith("."):
         module.fail_json(msg=f"drill_id must be a plain file name, got {p['drill_id']!r}")

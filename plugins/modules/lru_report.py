@@ -94,12 +94,8 @@ paths:
   elements: str
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.mcfleet.fleet.plugins.module_utils.charts import (
-    HAS_MATPLOTLIB,
-    MATPLOTLIB_IMPORT_ERROR,
-    write_files,
-)
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.mcfleet.fleet.plugins.module_utils.charts import fail_without_matplotlib, write_files
 from ansible_collections.mcfleet.fleet.plugins.module_utils.lru_compare import (
     SIDES,
     CompareError,
@@ -123,8 +119,7 @@ def main():
         },
         supports_check_mode=True,
     )
-    if not HAS_MATPLOTLIB:
-        module.fail_json(msg=missing_required_lib("matplotlib"), exception=MATPLOTLIB_IMPORT_ERROR)
+    fail_without_matplotlib(module)
     p = module.params
     if "/" in p["id"] or p["id"].startswith("."):
         module.fail_json(msg=f"id: {p['id']!r} is not a plain file name")

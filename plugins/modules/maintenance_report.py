@@ -72,12 +72,8 @@ paths:
 
 import os
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.mcfleet.fleet.plugins.module_utils.charts import (
-    HAS_MATPLOTLIB,
-    MATPLOTLIB_IMPORT_ERROR,
-    write_files,
-)
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.mcfleet.fleet.plugins.module_utils.charts import fail_without_matplotlib, write_files
 from ansible_collections.mcfleet.fleet.plugins.module_utils.maintenance_progress import load
 from ansible_collections.mcfleet.fleet.plugins.module_utils.maintenance_report import (
     build_report,
@@ -95,8 +91,7 @@ def main():
         },
         supports_check_mode=True,
     )
-    if not HAS_MATPLOTLIB:
-        module.fail_json(msg=missing_required_lib("matplotlib"), exception=MATPLOTLIB_IMPORT_ERROR)
+    fail_without_matplotlib(module)
     params = module.params
     entries = load(params["progress_log"])
     if not entries:
