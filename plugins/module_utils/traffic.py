@@ -361,6 +361,7 @@ def client_errors(path: str, start: float | None = None, end: float | None = Non
 # Zipf-like Distributions", INFOCOM 1999); 0.9 by default.
 ZIPF_S_RANGE = (0.0, 2.0)
 LOAD_MAX_THREADS = 8
+LOAD_MAX_KEYS = 2_000_000
 
 
 def zipf_cumulative(key_count: int, s: float) -> list[float]:
@@ -381,7 +382,13 @@ def value_bytes_of(index: int, low: int, high: int) -> int:
 
 
 def load_plan_problems(plan: dict) -> list[str]:
-    problems = plan_problems({**plan, "set_ratio": 0, "value_bytes": plan.get("value_bytes_max", 0)})
+    # The key set may be larger than the mixed traffic's: it must outgrow the servers' memory.
+    problems = plan_problems(
+        {**plan, "set_ratio": 0, "value_bytes": plan.get("value_bytes_max", 0), "key_count": 1}
+    )
+    keys = plan.get("key_count")
+    if not isinstance(keys, int) or not 1 <= keys <= LOAD_MAX_KEYS:
+        problems.append(f"key_count must be in [1, {LOAD_MAX_KEYS}], got {keys!r}")
     s = plan.get("zipf_s")
     if not isinstance(s, (int, float)) or not ZIPF_S_RANGE[0] <= s <= ZIPF_S_RANGE[1]:
         problems.append(f"zipf_s must be in [{ZIPF_S_RANGE[0]}, {ZIPF_S_RANGE[1]}], got {s!r}")

@@ -84,7 +84,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 report:
-  description: The report (what C(lru-<id>.json) holds), with RV(report.verdict).
+  description: The report (what C(lru-<id>.json) holds), with its one-line C(verdict).
   returned: always
   type: dict
 paths:

@@ -9,8 +9,8 @@ module: memcached_stats
 short_description: Read the LRU and slab statistics of memcached servers
 description:
   - Reads C(stats), C(stats items), C(stats slabs) and C(stats settings) from every server in
-    O(servers), one connection each, and returns them per server with the time they were read:
-    the input of M(mcfleet.fleet.lru_report).
+    O(servers), one connection each, and returns them per server with the time they were read,
+    as the input of M(mcfleet.fleet.lru_report).
   - Fails, naming the server and its address, when any server does not answer (a shadow
     target that is down is refused before any router sends it traffic).
   - Read-only; C(changed) is always false. Runs where the servers are reachable (the controller

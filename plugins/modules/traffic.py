@@ -82,7 +82,8 @@ options:
     description: Names the keys (C(mcfleet-traffic-<run_id>-<n>)).
     type: str
   key_count:
-    description: How many distinct keys the traffic uses.
+    description:
+      - How many distinct keys the traffic uses (at most 100,000; 2,000,000 with O(pattern=cache_aside)).
     type: int
     default: 200
   set_ratio:

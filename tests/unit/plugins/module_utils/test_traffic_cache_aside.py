@@ -88,6 +88,9 @@ def test_bad_load_plans_are_refused_and_nothing_is_sent(server, tmp_path):
     problems = load_plan_problems(plan)
     assert "zipf_s must be in [0.0, 2.0], got 3.0" in problems
     assert "threads must be in [1, 8], got 20" in problems
+    assert "key_count must be in [1, 2000000], got 3000000" in load_plan_problems(
+        {**plan, "key_count": 3_000_000}
+    )
     assert "value_bytes_min/max must satisfy 1 <= min <= max, got 500/100" in problems
     with pytest.raises(TrafficError, match="zipf_s"):
         run_cache_aside(plan)
