@@ -128,9 +128,10 @@ def default_plan(**overrides) -> dict:
     return plan
 
 
-def check_plan(plan: dict) -> dict:
-    """Validates the plan and resolves every target; returns {router, gutter} addresses."""
-    problems = plan_problems(plan)
+def check_plan(plan: dict, problems_of=None) -> dict:
+    """Validates the plan (with `problems_of`, plan_problems by default) and resolves every
+    target; returns {router, gutter} addresses."""
+    problems = (problems_of or plan_problems)(plan)
     if not plan.get("router"):
         problems.append("router is required")
     if not plan.get("timeline"):
@@ -418,10 +419,7 @@ def run_cache_aside(plan: dict) -> dict:
     key's value (what an application in front of a cache does). Bounded like run(): the first
     of max_requests, max_duration_s or the stop file ends it. The timeline holds one line a
     second (gets, hits, misses, sets, errors) between its start and end lines."""
-    problems = load_plan_problems(plan)
-    if problems:
-        raise TrafficError("; ".join(problems))
-    targets = check_plan(plan)
+    targets = check_plan(plan, load_plan_problems)
     cumulative = zipf_cumulative(plan["key_count"], float(plan["zipf_s"]))
     prefix = plan["route_prefix"]
     read_protocol = READ_PROTOCOLS[plan["router"].get("engine") or "mcrouter"]

@@ -266,10 +266,7 @@ def main() -> None:
     cache_aside = module.params["pattern"] == "cache_aside"
     plan = default_plan(**overrides)
     try:
-        problems = load_plan_problems(plan) if cache_aside else []
-        if problems:
-            raise TrafficError("; ".join(problems))
-        targets = check_plan(plan)
+        targets = check_plan(plan, load_plan_problems if cache_aside else None)
     except TrafficError as exc:
         module.fail_json(msg=str(exc), timeline=plan["timeline"])
     if module.check_mode:
