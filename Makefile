@@ -22,10 +22,12 @@ lab: bootstrap
 	  -e drill_shard=mc1001 -e drill_mode=reject -e rejoin_policy=flush
 
 # The LRU comparisons by shadowing on the running lab (playbooks/shadow_lru.yml): bookworm's
-# memcached against trixie's, then growth factor 1.25 against 1.07. Reports in reports/lru-*.
+# memcached against trixie's, then growth factor 1.25 against 1.07 (at a memory size where both
+# hold the same slab memory: see the README). Reports in reports/lru-*.
 lab-lru:
 	ansible-playbook -i inventories/lab playbooks/shadow_lru.yml -e lru_comparison=release
-	ansible-playbook -i inventories/lab playbooks/shadow_lru.yml -e lru_comparison=growth_factor
+	ansible-playbook -i inventories/lab playbooks/shadow_lru.yml -e lru_comparison=growth_factor \
+	  -e lru_memory_mb=24 -e lru_load_keys=200000 -e lru_value_bytes_min=200 -e lru_value_bytes_max=800
 
 lab-destroy:
 	@if [ -x $(VENV)/ansible-playbook ]; then \

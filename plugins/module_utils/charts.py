@@ -117,10 +117,10 @@ def grouped_bar_chart(title: str, panels: list[dict]):
         width = 0.8 / max(1, len(series))
         for offset, (label, colour, values) in enumerate(series):
             xs = [i + (offset - (len(series) - 1) / 2) * width for i in range(len(categories))]
-            kept = [(x, v) for x, v in zip(xs, values, strict=True) if v is not None]
+            kept = [(x, v, c) for x, v, c in zip(xs, values, categories, strict=True) if v is not None]
             bars = ax.bar([k[0] for k in kept], [k[1] for k in kept], width=width, color=colour, label=label)
-            for bar, (_x, _v) in zip(bars, kept, strict=True):
-                bar.set_gid(f"bar-{panel_index}-{label}-{categories[xs.index(_x)]}")
+            for patch, (_x, _v, category) in zip(bars, kept, strict=True):
+                patch.set_gid(f"bar-{panel_index}-{label}-{category}")
         ax.set_xticks(range(len(categories)), categories, rotation=45 if len(categories) > 8 else 0)
         ax.grid(axis="y", color="#eeeeee")
         ax.set_axisbelow(True)

@@ -15,6 +15,7 @@ statistics, Item statistics, Slab statistics).
 from __future__ import annotations
 
 import json
+import textwrap
 import time
 
 from ansible_collections.mcfleet.fleet.plugins.module_utils.charts import (
@@ -459,7 +460,8 @@ def render_chart(report: dict):
                 "series": [(labels[side], colours[side], values) for side, values in per_row(key, scale)],
             }
         )
-    return grouped_bar_chart(f"LRU comparison {report['id']}: {report['title']}", panels)
+    # Wrapped: a long title would run off the figure's edges.
+    return grouped_bar_chart(textwrap.fill(f"LRU comparison {report['id']}: {report['title']}", 75), panels)
 
 
 def render_files(report: dict) -> dict[str, bytes | str]:
