@@ -81,7 +81,7 @@ def main():
         except CompareError as error:
             problems.append(f"servers[{index}] {server['host']}: {error}")
     if problems:
-        module.fail_json(msg="; ".join(problems), snapshots=snapshots)
+        module.fail_json(msg="; ".join(problems))
     module.exit_json(changed=False, snapshots=snapshots)
 
 
