@@ -8,7 +8,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 LAB_SUITES := bookworm trixie
 TEST_SUITES := bullseye bookworm trixie
 
-.PHONY: bootstrap lab lab-destroy test lint unit ansible-test ansible-test-venv ansible-test-tree sanity units molecule
+.PHONY: bootstrap lab lab-lru lab-destroy test lint unit ansible-test ansible-test-venv ansible-test-tree sanity units molecule
 
 bootstrap:
 	lab/bootstrap.sh $(LAB_SUITES)
@@ -20,6 +20,14 @@ lab: bootstrap
 	@# One reject-mode drill proves the lab fails over; it prints the report's path and figures.
 	ansible-playbook -i inventories/lab playbooks/failover_drill.yml \
 	  -e drill_shard=mc1001 -e drill_mode=reject -e rejoin_policy=flush
+
+# The LRU comparisons by shadowing on the running lab (playbooks/shadow_lru.yml): bookworm's
+# memcached against trixie's, then growth factor 1.25 against 1.07 (at a memory size where both
+# hold the same slab memory: see the README). Reports in reports/lru-*.
+lab-lru:
+	ansible-playbook -i inventories/lab playbooks/shadow_lru.yml -e lru_comparison=release
+	ansible-playbook -i inventories/lab playbooks/shadow_lru.yml -e lru_comparison=growth_factor \
+	  -e lru_memory_mb=24 -e lru_load_keys=200000 -e lru_value_bytes_min=200 -e lru_value_bytes_max=800
 
 lab-destroy:
 	@if [ -x $(VENV)/ansible-playbook ]; then \

@@ -14,12 +14,16 @@ class ActionModule(ActionBase):
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
-        unknown = sorted(set(self._task.args) - {"fact_name"})
+        unknown = sorted(set(self._task.args) - {"fact_name", "shadow"})
         if unknown:
             return {**result, "failed": True, "msg": f"unknown options: {', '.join(unknown)}"}
         fact_name = self._task.args.get("fact_name", "mcfleet")
         try:
-            model = build_topology(task_vars["groups"], task_vars["hostvars"])
+            # `shadow` turns a shadow on for this run (playbooks/shadow_lru.yml); without it
+            # the inventory's mcfleet_shadow (none by default) holds.
+            model = build_topology(
+                task_vars["groups"], task_vars["hostvars"], shadow=self._task.args.get("shadow")
+            )
         except TopologyError as error:
             return {**result, "failed": True, "msg": str(error), "problems": error.problems}
         return {**result, "changed": False, "ansible_facts": {fact_name: model}}

@@ -21,6 +21,8 @@ The model itself is built once per run by the mcfleet.fleet.topology action (pla
 "{{ mcfleet | mcfleet.fleet.router_config_path(inventory_hostname, override) }}"  deployed config's path
 "{{ mcfleet | mcfleet.fleet.route_explain(router, operation, key, blocked) }}"   how a router routes a key
 "{{ mcfleet | mcfleet.fleet.route_what_moves(router, blocked, keys) }}"   where keys go while servers are out
+"{{ comparison | mcfleet.fleet.lru_lab_servers(shard, shard_settings, addresses, choices) }}"  the
+    LRU comparison's two lab servers; "{{ server | mcfleet.fleet.lru_memcached_conf }}" the config of one
 "{{ variables | mcfleet.fleet.memcached_expected_settings(port) }}"   `stats settings` the memcached
     role configures from these inventory variables, its defaults/main.yml filling the rest
 """
@@ -36,14 +38,15 @@ from ansible_collections.mcfleet.fleet.plugins.module_utils import (
     drill_plan as drill_plan_utils,
 )
 from ansible_collections.mcfleet.fleet.plugins.module_utils import (
-    maintenance_plan as maintenance_plan_utils,
-)
-from ansible_collections.mcfleet.fleet.plugins.module_utils import (
+    lru_compare,
     maintenance_progress,
     render_mcrouter,
     render_memcached_proxy,
     route_explain,
     route_hashing,
+)
+from ansible_collections.mcfleet.fleet.plugins.module_utils import (
+    maintenance_plan as maintenance_plan_utils,
 )
 from ansible_collections.mcfleet.fleet.plugins.module_utils import preflight as preflight_utils
 from ansible_collections.mcfleet.fleet.plugins.module_utils import traffic as traffic_utils
@@ -189,6 +192,11 @@ def route_what_moves(model, router, blocked, keys=10000):
         return route_explain.what_moves(route_explain.router_from_model(model, router), blocked, keys)
     except (route_explain.ExplainError, route_hashing.HashingError) as error:
         raise AnsibleFilterError(f"route_what_moves: {error}") from None
+def lru_lab_servers(comparison, shard, shard_settings, addresses, choices):
+    try:
+        return lru_compare.lab_servers(comparison, shard, shard_settings, addresses, choices)
+    except (lru_compare.CompareError, KeyError) as error:
+        raise AnsibleFilterError(f"lru_lab_servers: {error}") from None
 
 
 class FilterModule:
@@ -214,4 +222,6 @@ class FilterModule:
             "memcached_expected_settings": memcached_expected_settings,
             "route_explain": route_explain_filter,
             "route_what_moves": route_what_moves,
+            "lru_lab_servers": lru_lab_servers,
+            "lru_memcached_conf": lru_compare.memcached_conf,
         }

@@ -1,19 +1,22 @@
-"""The report of one failover drill: JSON for machines, Markdown for people, an SVG timeline.
+"""The report of one failover drill: JSON for machines, Markdown for people, a timeline chart.
 
 Inputs: the traffic timeline (traffic.py), the verifier's result of each phase
 (failover_verify.py), the block/unblock times and how many drill rules were left on the
-shard afterwards. The SVG is written by hand (no plotting libraries on the controller):
-three panels over the drill's seconds, errors/s, p50/p99 latency and gutter hits/s, with
-the block, unblock and re-admission marked.
+shard afterwards. The chart (charts.py, PNG and SVG): three panels over the drill's
+seconds, errors/s, p50/p99 latency and gutter hits/s, with the block, unblock and
+re-admission marked.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
-from xml.sax.saxutils import escape
 
+from ansible_collections.mcfleet.fleet.plugins.module_utils.charts import (
+    chart_markdown,
+    figure_files,
+    timeline_chart,
+)
 from ansible_collections.mcfleet.fleet.plugins.module_utils.traffic import (
     latency_summary,
     load_timeline,
@@ -56,7 +59,7 @@ def build_report(
     events: dict,
     rules_left: int,
 ) -> tuple[dict, list[dict]]:
-    """Returns the report (a JSON-ready dict) and the per-second rows the SVG draws
+    """Returns the report (a JSON-ready dict) and the per-second rows the chart draws
     (second 0 is `events_unix.started_at`).
 
     drill: {drill_id, datacentre, shard, mode, rejoin_policy, router, ...}
@@ -170,7 +173,7 @@ def _fmt(value) -> str:
     return str(value)
 
 
-def render_markdown(report: dict, svg_name: str) -> str:
+def render_markdown(report: dict, chart_stem: str) -> str:
     r = report
     lines = [
         f"# Failover drill {r['drill_id']}",
@@ -179,7 +182,7 @@ def render_markdown(report: dict, svg_name: str) -> str:
         f" rejoin policy **{r['rejoin_policy']}**, traffic through {r['router']}."
         f" Result: **{'OK' if r['ok'] else 'FAILED'}**.",
         "",
-        f"![timeline]({svg_name})",
+        chart_markdown(chart_stem, "timeline"),
         "",
         "| figure | value |",
         "|---|---|",
@@ -223,139 +226,52 @@ def render_markdown(report: dict, svg_name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-# -- SVG ------------------------------------------------------------------------------
-
-_WIDTH, _PANEL_H, _LEFT, _RIGHT, _TOP, _GAP = 900, 150, 70, 20, 40, 40
+# -- chart ----------------------------------------------------------------------------
 
 
-def _nice_max(value: float) -> float:
-    if value <= 0:
-        return 1.0
-    magnitude = 10 ** len(str(int(value))) / 10
-    for step in (1, 2, 2.5, 5, 10):
-        if value <= step * magnitude:
-            return step * magnitude
-    return value
-
-
-def render_svg(report: dict, rows: list[dict]) -> str:
+def render_chart(report: dict, rows: list[dict]):
+    """Three panels over the drill's seconds: errors/s, p50/p99 latency and gutter hits/s,
+    with the block, unblock and re-admission marked."""
     events = report["events_unix"]
     started_at = events["started_at"]
-    seconds = max(1, len(rows))
-    plot_w = _WIDTH - _LEFT - _RIGHT
+    seconds = [index + 0.5 for index in range(len(rows))]
     panels = [
-        (
-            "client errors/s (error + timeout)",
-            [("errors/s", "#c0392b", [r["errors"] + r["timeouts"] for r in rows])],
-        ),
-        (
-            "client latency, ms",
-            [
-                ("p50", "#2471a3", [r["p50_ms"] for r in rows]),
-                ("p99", "#e67e22", [r["p99_ms"] for r in rows]),
+        {
+            "title": "client errors/s (error + timeout)",
+            "lines": [("errors/s", "#c0392b", seconds, [r["errors"] + r["timeouts"] for r in rows])],
+        },
+        {
+            "title": "client latency, ms",
+            "lines": [
+                ("p50", "#2471a3", seconds, [r["p50_ms"] for r in rows]),
+                ("p99", "#e67e22", seconds, [r["p99_ms"] for r in rows]),
             ],
-        ),
-        ("gutter get hits/s", [("gutter hits/s", "#1e8449", [r["gutter_hits"] for r in rows])]),
+        },
+        {
+            "title": "gutter get hits/s",
+            "lines": [("gutter hits/s", "#1e8449", seconds, [r["gutter_hits"] for r in rows])],
+        },
     ]
-    height = _TOP + len(panels) * (_PANEL_H + _GAP) + 10
-    out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{_WIDTH}" height="{height}"'
-        f' viewBox="0 0 {_WIDTH} {height}" font-family="sans-serif" font-size="11">',
-        f'<rect width="{_WIDTH}" height="{height}" fill="white"/>',
-        f'<text x="{_LEFT}" y="20" font-size="14" font-weight="bold">'
-        + escape(f"Drill {report['drill_id']}: {report['shard']} {report['mode']}")
-        + escape(f", rejoin {report['rejoin_policy']}")
-        + "</text>",
-    ]
-
-    def x_of(second: float) -> float:
-        return _LEFT + plot_w * second / seconds
-
-    markers = []
     colours = {"blocked_at": "#c0392b", "unblocked_at": "#1e8449", "readmitted_at": "#7f8c8d"}
-    for name, colour in colours.items():
-        ts = events.get(name)
-        if ts is not None and started_at is not None and 0 <= ts - started_at <= seconds:
-            markers.append((name.replace("_at", ""), colour, x_of(ts - started_at)))
-
-    for index, (title, series) in enumerate(panels):
-        top = _TOP + index * (_PANEL_H + _GAP)
-        bottom = top + _PANEL_H
-        values = [v for _label, _colour, data in series for v in data if v is not None]
-        y_max = _nice_max(max(values, default=0))
-        out.append(f'<text x="{_LEFT}" y="{top - 6}" font-weight="bold">{escape(title)}</text>')
-        out.append(
-            f'<rect x="{_LEFT}" y="{top}" width="{plot_w}" height="{_PANEL_H}" fill="none" stroke="#999"/>'
-        )
-        for fraction in (0, 0.5, 1):
-            y = bottom - _PANEL_H * fraction
-            out.append(
-                f'<text x="{_LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{_fmt(y_max * fraction)}</text>'
-            )
-            if fraction > 0:
-                out.append(
-                    f'<line x1="{_LEFT}" y1="{y:.1f}" x2="{_LEFT + plot_w}" y2="{y:.1f}" stroke="#eee"/>'
-                )
-        step = max(1, int(_nice_max(seconds / 10)))
-        for second in range(0, seconds + 1, step):
-            x = x_of(second)
-            out.append(f'<text x="{x:.1f}" y="{bottom + 14}" text-anchor="middle">{second}s</text>')
-        for legend_i, (label, colour, data) in enumerate(series):
-            points = [
-                f"{x_of(s + 0.5):.1f},{bottom - _PANEL_H * min(v, y_max) / y_max:.1f}"
-                for s, v in enumerate(data)
-                if v is not None
-            ]
-            if points:
-                joined = " ".join(points)
-                out.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{joined}"/>')
-            lx = _LEFT + plot_w - 110 * (legend_i + 1)
-            out.append(f'<rect x="{lx}" y="{top + 6}" width="10" height="10" fill="{colour}"/>')
-            out.append(f'<text x="{lx + 14}" y="{top + 15}">{escape(label)}</text>')
-        for label, colour, x in markers:
-            out.append(
-                f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{bottom}" stroke="{colour}"'
-                ' stroke-dasharray="4,3" stroke-width="1.2"/>'
-            )
-            if index == 0:
-                # A marker near the right edge takes its label on its left, inside the picture.
-                anchor, dx = ("end", -3) if x > _WIDTH - _RIGHT - 80 else ("start", 3)
-                out.append(
-                    f'<text x="{x + dx:.1f}" y="{top + 12}" fill="{colour}" text-anchor="{anchor}">'
-                    f"{escape(label)}</text>"
-                )
-    out.append("</svg>")
-    return "\n".join(out) + "\n"
+    markers = [
+        (name.replace("_at", ""), colour, events[name] - started_at)
+        for name, colour in colours.items()
+        if events.get(name) is not None and started_at is not None
+    ]
+    title = (
+        f"Drill {report['drill_id']}: {report['shard']} {report['mode']}, rejoin {report['rejoin_policy']}"
+    )
+    return timeline_chart(title, panels, markers, x_label="seconds since the drill started")
 
 
 # -- files ----------------------------------------------------------------------------
 
 
-def render_files(report: dict, rows: list[dict]) -> dict[str, str]:
-    """{suffix: content} for .json, .md and .svg."""
+def render_files(report: dict, rows: list[dict]) -> dict[str, bytes | str]:
+    """{file name: content} for <drill_id>.json, .md, .png and .svg."""
     drill_id = report["drill_id"]
     return {
-        ".json": json.dumps(report, indent=2, sort_keys=True) + "\n",
-        ".md": render_markdown(report, f"{drill_id}.svg"),
-        ".svg": render_svg(report, rows),
+        f"{drill_id}.json": json.dumps(report, indent=2, sort_keys=True) + "\n",
+        f"{drill_id}.md": render_markdown(report, drill_id),
+        **figure_files(render_chart(report, rows), drill_id),
     }
-
-
-def write_files(out_dir: str, drill_id: str, files: dict[str, str]) -> dict[str, dict]:
-    """Writes each file unless its content is unchanged; {path: {changed, before}}."""
-    os.makedirs(out_dir, exist_ok=True)
-    written = {}
-    for suffix, content in files.items():
-        path = os.path.join(out_dir, drill_id + suffix)
-        before = None
-        if os.path.exists(path):
-            with open(path, encoding="utf-8") as handle:
-                before = handle.read()
-        changed = before != content
-        if changed:
-            tmp = f"{path}.tmp.{os.getpid()}"
-            with open(tmp, "w", encoding="utf-8") as handle:
-                handle.write(content)
-            os.replace(tmp, path)
-        written[path] = {"changed": changed}
-    return written

@@ -1,13 +1,18 @@
 """The rolling maintenance's report: per host and in total, from the progress log and the
-client traffic's timeline. JSON for machines, Markdown for people, an SVG timeline.
+client traffic's timeline. JSON for machines, Markdown for people, a timeline chart
+(charts.py: PNG and SVG).
 """
 
 from __future__ import annotations
 
 import json
 import time
-from xml.sax.saxutils import escape
 
+from ansible_collections.mcfleet.fleet.plugins.module_utils.charts import (
+    chart_markdown,
+    figure_files,
+    timeline_chart,
+)
 from ansible_collections.mcfleet.fleet.plugins.module_utils.maintenance_progress import STEPS
 from ansible_collections.mcfleet.fleet.plugins.module_utils.traffic import load_timeline, per_second
 
@@ -98,7 +103,7 @@ def build_report(entries: list, timeline_path: str | None, status: str) -> dict:
     }
 
 
-def render_markdown(report: dict, svg_name: str) -> str:
+def render_markdown(report: dict, chart_stem: str) -> str:
     lines = [
         f"# Rolling {report['action']} of {report['datacentre']}: {report['status']}",
         "",
@@ -132,72 +137,45 @@ def render_markdown(report: dict, svg_name: str) -> str:
         lines.append(
             f"| {h['host']} | " + " | ".join(str(seconds.get(name, "")) for name in STEPS[1:]) + " |"
         )
-    lines += ["", f"![timeline]({svg_name})", ""]
+    lines += ["", chart_markdown(chart_stem, "timeline"), ""]
     return "\n".join(lines)
 
 
-def render_svg(report: dict, entries: list, timeline_path: str | None) -> str:
-    """Client errors/s over the run, and each host's time out of service as a bar."""
-    width, left, right, row_h = 900, 110, 20, 18
+def render_chart(report: dict, entries: list, timeline_path: str | None):
+    """Client errors/s over the run, and each host's time out of service (block to unblock) as a bar."""
     start = entries[0]["t"] if entries else 0
     end = entries[-1]["t"] if entries else 1
-    span = max(1.0, end - start)
     rows = per_second(load_timeline(timeline_path), origin=start) if timeline_path else []
-    hosts = [h for h in report["hosts"] if "block" in h["steps"]]
-    chart_top, chart_h = 40, 120
-    bars_top = chart_top + chart_h + 30
-    height = bars_top + row_h * max(1, len(hosts)) + 30
-
-    def x_of(t):
-        return left + (width - left - right) * (t - start) / span
-
-    out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif"'
-        ' font-size="11">',
-        f'<rect width="{width}" height="{height}" fill="white"/>',
-        f'<text x="{left}" y="20" font-size="14" font-weight="bold">'
-        + escape(f"Rolling {report['action']} of {report['datacentre']} ({report['status']})")
-        + "</text>",
-        f'<text x="{left}" y="{chart_top - 6}" font-weight="bold">client errors/s</text>',
-        f'<rect x="{left}" y="{chart_top}" width="{width - left - right}" height="{chart_h}" fill="none"'
-        ' stroke="#999"/>',
-    ]
-    peak = max([r["errors"] + r["timeouts"] for r in rows] + [1])
-    bottom = chart_top + chart_h
-    points = " ".join(
-        f"{x_of(start + i + 0.5):.1f},{bottom - chart_h * (r['errors'] + r['timeouts']) / peak:.1f}"
-        for i, r in enumerate(rows)
-        if start + i <= end
-    )
-    if points:
-        out.append(f'<polyline fill="none" stroke="#c0392b" stroke-width="1.5" points="{points}"/>')
-    out.append(f'<text x="{left - 6}" y="{chart_top + 4}" text-anchor="end">{peak}</text>')
-    out.append(f'<text x="{left - 6}" y="{chart_top + chart_h + 4}" text-anchor="end">0</text>')
-    out.append(
-        f'<text x="{left}" y="{bars_top - 6}" font-weight="bold">out of service (block to unblock)</text>'
-    )
-    for i, host in enumerate(hosts):
-        entry_steps = {e["step"]: e["t"] for e in entries if e["host"] == host["host"]}
-        blocked, back = (
-            entry_steps.get("block"),
-            entry_steps.get("unblock") or entry_steps.get("failed") or end,
-        )
-        y = bars_top + i * row_h
+    rows = rows[: int(end - start) + 1]
+    spans = []
+    for host in report["hosts"]:
+        steps = {e["step"]: e["t"] for e in entries if e["host"] == host["host"]}
+        if "block" not in steps:
+            continue
+        back = steps.get("unblock") or steps.get("failed") or end
         colour = "#c0392b" if host["status"].startswith("FAILED") else "#2471a3"
-        out.append(f'<text x="{left - 6}" y="{y + 12}" text-anchor="end">{escape(host["host"])}</text>')
-        out.append(
-            f'<rect x="{x_of(blocked):.1f}" y="{y + 2}" width="{max(1.0, x_of(back) - x_of(blocked)):.1f}"'
-            f' height="{row_h - 4}" fill="{colour}"/>'
-        )
-    out.append(f'<text x="{left}" y="{height - 8}">0 s</text>')
-    out.append(f'<text x="{width - right}" y="{height - 8}" text-anchor="end">{span:.0f} s</text>')
-    out.append("</svg>")
-    return "\n".join(out) + "\n"
+        spans.append((host["host"], colour, steps["block"] - start, back - start))
+    panels = [
+        {
+            "title": "client errors/s",
+            "lines": [
+                (
+                    "errors/s",
+                    "#c0392b",
+                    [i + 0.5 for i in range(len(rows))],
+                    [r["errors"] + r["timeouts"] for r in rows],
+                )
+            ],
+        },
+        {"title": "out of service (block to unblock)", "spans": spans},
+    ]
+    title = f"Rolling {report['action']} of {report['datacentre']} ({report['status']})"
+    return timeline_chart(title, panels, x_label="seconds since the run started")
 
 
 def render_files(report: dict, entries: list, timeline_path: str | None, stem: str) -> dict:
     return {
         f"{stem}.json": json.dumps(report, indent=2, sort_keys=True) + "\n",
-        f"{stem}.md": render_markdown(report, f"{stem}.svg"),
-        f"{stem}.svg": render_svg(report, entries, timeline_path),
+        f"{stem}.md": render_markdown(report, stem),
+        **figure_files(render_chart(report, entries, timeline_path), stem),
     }

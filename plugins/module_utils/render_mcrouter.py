@@ -6,6 +6,10 @@ For a router in datacentre L:
   /R/mw/        another datacentre R: its primary proxies, failing over to its secondary
                 proxies (both on the cross-datacentre TLS port); without proxies, R's main pool
   /R/mw-wan/    OperationSelectorRoute: set and delete through AllAsyncRoute over that route
+With a shadow in the model (topology.py `shadow`), the routers it names send a copy of the
+shard's traffic to the candidate servers: L's main PoolRoute carries `shadows`, one per
+candidate, with `index_range` [i, i+1) (the shard's position in the pool; the end is not
+included) and `key_fraction_range` (https://github.com/facebook/mcrouter/wiki/Shadowing-setup).
 Proxies render the same configuration as a router of their datacentre: what reaches them
 from another datacentre has had its routing prefix stripped, so it takes the default
 route (`--route-prefix`), which is the local failover route.
@@ -60,7 +64,7 @@ def render_config(model, router_host):
             pools[names["gutter"]] = _pool(dc["gutter"], "plain")
             route = {
                 "type": "FailoverWithExptimeRoute",
-                "normal": f"PoolRoute|{names['main']}",
+                "normal": _main_route(model, router_host, names["main"], pools),
                 "failover": f"PoolRoute|{names['gutter']}",
                 "failover_exptime": model["gutter_ttl_s"],
                 "failover_errors": list(model["failover_errors"]),
@@ -123,6 +127,29 @@ def command_line_flags(model, router_host, config_path=CONFIG_PATH, tls_paths=No
             f"--pem-ca-path={tls_paths['ca']}",
         ]
     return flags
+
+
+def shadow_pool_name(datacentre, candidate):
+    return f"{datacentre}-shadow-{candidate['host']}"
+
+
+def _main_route(model, router_host, main_pool, pools):
+    """The local main pool, with the model's shadow when this router sends it."""
+    shadow = model.get("shadow")
+    if not shadow or router_host not in shadow["routers"]:
+        return f"PoolRoute|{main_pool}"
+    shadows = []
+    for candidate in shadow["candidates"]:
+        name = shadow_pool_name(shadow["datacentre"], candidate)
+        pools[name] = _pool([candidate], "plain")
+        shadows.append(
+            {
+                "target": f"PoolRoute|{name}",
+                "index_range": [shadow["shard_index"], shadow["shard_index"] + 1],
+                "key_fraction_range": list(shadow["key_fraction"]),
+            }
+        )
+    return {"type": "PoolRoute", "pool": main_pool, "shadows": shadows}
 
 
 def _pool(entries, security):

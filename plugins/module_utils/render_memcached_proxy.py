@@ -10,6 +10,16 @@ Same intent as the mcrouter configuration (render_mcrouter.py), for a router in 
   KEY            (no routing prefix) as /L/mw/KEY, like mcrouter's --route-prefix
 Keys reach memcached without their routing prefix, as mcrouter stores them.
 
+With a shadow in the model (topology.py `shadow`), the routers it names wrap L's local
+route in routelib's `route_split`: the client gets the local route's answer, and a copy
+goes, in the background, through `route_mcfleet_shadow` (routes.lua) to the candidates.
+memcached 1.6.38's proxy gives Lua no way to ask which pool member a key hashes to, so
+the copy cannot pick exactly the shard's keys as mcrouter's `index_range` does: it takes
+a key fraction of L's whole main traffic the size of one shard's share, i.e. the model's
+key fraction divided by the number of main shards. Every candidate gets the same keys, so
+candidates compare with each other exactly (the lab copies a production-shaped twin of
+the shard too).
+
 memcached loads two Lua files: the route handlers routelib lacks (routes.lua, shipped as
 a file by the memcached_proxy role and loaded after routelib via `proxy_config`, because
 memcached runs `proxy_arg` only in its configuration thread) and the rendered per-host
@@ -73,9 +83,25 @@ def command_line_options(model, router_host, config_path=CONFIG_PATH, library_pa
     ]
 
 
+def shadow_pool_name(datacentre, candidate):
+    return f"{datacentre}_shadow_{candidate['host']}"
+
+
+def shadow_key_fraction(shadow):
+    """One shard's share of the model's key fraction (see the module's docstring)."""
+    low, high = shadow["key_fraction"]
+    return [low, round(low + (high - low) / shadow["shard_count"], 6)]
+
+
+def _shadow_of(model, router_host):
+    shadow = model.get("shadow")
+    return shadow if shadow and router_host in shadow["routers"] else None
+
+
 def render_config_text(model, router_host):
     router = model["routers"][router_host]
     local = router["datacentre"]
+    shadow = _shadow_of(model, router_host)
     datacentres = model["datacentres"]
     others = [name for name in datacentres if name != local]
     lines = [
@@ -90,6 +116,8 @@ def render_config_text(model, router_host):
     lines += ["}", "", "pools{"]
     lines += _pool_lines(pool_names(local)["main"], datacentres[local]["main"])
     lines += _pool_lines(pool_names(local)["gutter"], datacentres[local]["gutter"])
+    for candidate in shadow["candidates"] if shadow else []:
+        lines += _pool_lines(shadow_pool_name(local, candidate), [candidate])
     cross_dc_options = _cross_dc_backend_options(model)
     for name in others:
         dc, names = datacentres[name], pool_names(name)
@@ -102,22 +130,7 @@ def render_config_text(model, router_host):
     lines += ["}", ""]
 
     # routelib configures each route object once, so every use calls a constructor.
-    local_names = pool_names(local)
-    lines += [
-        f"-- {datacentres[local]['route_prefix']}: main pool, failing over to the gutter pool; set-like",
-        f"-- writes to the gutter expire after the gutter TTL ({model['gutter_ttl_s']} s).",
-        "local function local_failover()",
-        "    return route_mcfleet_operation{",
-        f'        child_default = route_failover{{ children = {{ "{local_names["main"]}", '
-        f'"{local_names["gutter"]}" }} }},',
-        "        child_set = route_failover{ children = {",
-        f'            "{local_names["main"]}",',
-        f'            route_ttl{{ ttl = {model["gutter_ttl_s"]}, child = "{local_names["gutter"]}" }},',
-        "        } },",
-        "    }",
-        "end",
-        "",
-    ]
+    lines += _local_route_lines(model, local, shadow)
     for name in others:
         lines += _remote_route_lines(name, datacentres[name])
     lines += [
@@ -155,6 +168,50 @@ def render_config_text(model, router_host):
         "",
     ]
     return "\n".join(lines)
+
+
+def _local_route_lines(model, local, shadow):
+    names = pool_names(local)
+    failover = [
+        "route_mcfleet_operation{",
+        f'    child_default = route_failover{{ children = {{ "{names["main"]}", "{names["gutter"]}" }} }},',
+        "    child_set = route_failover{ children = {",
+        f'        "{names["main"]}",',
+        f'        route_ttl{{ ttl = {model["gutter_ttl_s"]}, child = "{names["gutter"]}" }},',
+        "    } },",
+        "}",
+    ]
+    lines = [
+        f"-- {model['datacentres'][local]['route_prefix']}: main pool, failing over to the gutter pool;"
+        " set-like",
+        f"-- writes to the gutter expire after the gutter TTL ({model['gutter_ttl_s']} s).",
+    ]
+    if not shadow:
+        body = ["return " + failover[0], *failover[1:]]
+    else:
+        fraction = shadow_key_fraction(shadow)
+        targets = [f'"{shadow_pool_name(local, c)}"' for c in shadow["candidates"]]
+        child = (
+            targets[0] if len(targets) == 1 else f"route_allsync{{ children = {{ {', '.join(targets)} }} }}"
+        )
+        lines += [
+            f"-- Shadow: a copy of one shard's share of this traffic ({shadow['shard']}'s; key fraction",
+            f"-- {_lua_number(fraction[0])}..{_lua_number(fraction[1])}) goes to "
+            + ", ".join(c["host"] for c in shadow["candidates"])
+            + "; their replies are discarded.",
+        ]
+        body = [
+            "return route_split{",
+            "    child_a = " + failover[0],
+            *("    " + line for line in failover[1:-1]),
+            "    },",
+            "    child_b = route_mcfleet_shadow{",
+            f"        key_fraction = {{ {_lua_number(fraction[0])}, {_lua_number(fraction[1])} }},",
+            f"        child = {child},",
+            "    },",
+            "}",
+        ]
+    return [*lines, "local function local_failover()", *("    " + line for line in body), "end", ""]
 
 
 def _broadcast_lines(others):

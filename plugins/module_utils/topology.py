@@ -15,6 +15,10 @@ Shape:
     hosts.<host>:    datacentre, pool, address, port,
                      release (the Debian release the host must run: `mcfleet_release`, or None)
     controller_addresses: addresses the controller reaches memcached from (drills, checks)
+    shadow:          None, or a copy of one main shard's traffic to spare servers (shadowing):
+                     shard, datacentre, shard_index (its position in the main pool),
+                     candidates [{host, address, port}], key_fraction [from, to],
+                     routers (the routers that send the copy)
 
 Knobs given on the command line (`-e mcfleet_gutter_ttl_s=11`) arrive as strings: whole
 numbers and booleans written as text are read as what they say; anything else is refused.
@@ -80,6 +84,8 @@ DEFAULTS = {
     "mcfleet_remote_datacentres": {},
     # Where playbooks run from: shards admit it so drills and checks can read them.
     "mcfleet_controller_addresses": [],
+    # A shadow of one main shard's traffic (playbooks/shadow_lru.yml sets one for a run).
+    "mcfleet_shadow": None,
 }
 TKO_DEFAULTS = {
     "timeouts_until_tko": 10,
@@ -98,7 +104,11 @@ FLEET_SETTINGS = (
     "mcfleet_cross_dc_tls",
     "mcfleet_remote_datacentres",
     "mcfleet_controller_addresses",
+    "mcfleet_shadow",
 )
+SHADOW_KEYS = ("shard", "candidates", "key_fraction", "routers")
+# A candidate is a spare server, not an inventory host; its name labels pools and reports.
+CANDIDATE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 # Debian releases a host may be expected to run (`mcfleet_release`, optional per host):
 # the ones the memcached role has vars for (roles/memcached/vars/<release>.yml).
 RELEASES = ("buster", "bullseye", "bookworm", "trixie")
@@ -116,8 +126,11 @@ class TopologyError(ValueError):
         super().__init__(f"invalid mcfleet topology ({count}):{listed}")
 
 
-def build_topology(groups, hostvars):
-    """Return the validated model for `groups` ({group: [host]}) and `hostvars` ({host: vars})."""
+def build_topology(groups, hostvars, shadow=None):
+    """Return the validated model for `groups` ({group: [host]}) and `hostvars` ({host: vars}).
+
+    `shadow` (the shape of `mcfleet_shadow`) replaces the inventory's `mcfleet_shadow`: a
+    playbook turns a shadow on for its run without changing the inventory."""
     problems = []
     membership = _pool_membership(groups, problems)
     hosts_sorted = sorted(membership)
@@ -199,11 +212,13 @@ def build_topology(groups, hostvars):
     if not any(dc["main"] for dc in datacentres.values()):
         problems.append("memcached_main: no main shards in this inventory")
 
-    if problems:
-        raise TopologyError(problems)
     for dc in datacentres.values():
         for pool in ("main", "gutter", "routers", "proxies_primary", "proxies_secondary"):
-            dc[pool].sort(key=lambda entry: entry["host"])
+            dc[pool].sort(key=lambda entry: entry["host"] or "")
+    shadow_spec = _plain(shadow) if shadow is not None else settings["mcfleet_shadow"]
+    model_shadow = _shadow(shadow_spec, datacentres, model_hosts, ports["memcached"], problems)
+    if problems:
+        raise TopologyError(problems)
     return {
         "datacentres": dict(sorted(datacentres.items())),
         "ports": ports,
@@ -215,6 +230,7 @@ def build_topology(groups, hostvars):
         "routers": dict(sorted(model_routers.items())),
         "hosts": dict(sorted(model_hosts.items())),
         "controller_addresses": controller_addresses,
+        "shadow": model_shadow,
     }
 
 
@@ -524,3 +540,112 @@ def _check_pools(datacentres, routers, problems):
                 f"{host}: router has no pools: datacentre {router['datacentre']!r} "
                 "has no memcached_main shards"
             )
+
+
+def _shadow(spec, datacentres, hosts, memcached_port, problems):
+    """The shadow section: which main shard's traffic is copied, to which spare servers,
+    for which fraction of its keys, by which routers (mcrouter's PoolRoute `shadows`,
+    https://github.com/facebook/mcrouter/wiki/Shadowing-setup)."""
+    if spec in (None, {}):
+        return None
+    field = "mcfleet_shadow"
+    if not isinstance(spec, Mapping):
+        problems.append(f"{field}: {spec!r} is not a mapping with shard, candidates, key_fraction, routers")
+        return None
+    count = len(problems)
+    unknown = sorted(set(spec) - set(SHADOW_KEYS))
+    if unknown:
+        problems.append(
+            f"{field}: unknown keys {', '.join(map(str, unknown))} (known: {', '.join(SHADOW_KEYS)})"
+        )
+    shard = spec.get("shard")
+    shard_host = hosts.get(shard) if isinstance(shard, str) else None
+    if shard_host is None or shard_host["pool"] != "main":
+        problems.append(f"{field}.shard: {shard!r} is not a main shard (memcached_main) of this inventory")
+        return None
+    datacentre = shard_host["datacentre"]
+    main = [entry["host"] for entry in datacentres[datacentre]["main"]]
+    candidates = _shadow_candidates(spec.get("candidates"), hosts, memcached_port, problems)
+    key_fraction = _key_fraction(spec.get("key_fraction", [0.0, 1.0]), problems)
+    local_routers = sorted(entry["host"] for entry in datacentres[datacentre]["routers"])
+    routers = spec.get("routers", local_routers)
+    if not isinstance(routers, list) or not routers:
+        problems.append(f"{field}.routers: {routers!r} is not a non-empty list of routers")
+    else:
+        for router in routers:
+            if router not in local_routers:
+                problems.append(
+                    f"{field}.routers: {router!r} is not a router (routers group) of {shard}'s "
+                    f"datacentre {datacentre} ({', '.join(local_routers) or 'none'})"
+                )
+    if len(problems) > count:
+        return None
+    return {
+        "shard": shard,
+        "datacentre": datacentre,
+        "shard_index": main.index(shard),
+        "shard_count": len(main),
+        "candidates": candidates,
+        "key_fraction": key_fraction,
+        "routers": sorted(set(routers)),
+    }
+
+
+def _shadow_candidates(candidates, hosts, memcached_port, problems):
+    field = "mcfleet_shadow.candidates"
+    if not isinstance(candidates, list) or not candidates:
+        problems.append(f"{field}: {candidates!r} is not a non-empty list of {{host, address, port}}")
+        return []
+    by_address = {}
+    for name, entry in hosts.items():
+        by_address.setdefault(entry["address"], []).append(f"{name} ({entry['pool']})")
+    valid, seen = [], set()
+    for index, raw in enumerate(candidates):
+        at = f"{field}[{index}]"
+        if not isinstance(raw, Mapping):
+            problems.append(f"{at}: {raw!r} is not a mapping with host, address, port")
+            continue
+        name, port = raw.get("host"), _number(raw.get("port", memcached_port))
+        if not isinstance(name, str) or not CANDIDATE_NAME.match(name):
+            problems.append(f"{at}.host: {name!r} is not a host name ([A-Za-z0-9][A-Za-z0-9_.-]*)")
+            continue
+        if name in hosts:
+            problems.append(
+                f"{at}.host: {name!r} is a production host ({hosts[name]['pool']}): "
+                "a shadow target must be a spare server"
+            )
+            continue
+        try:
+            address = str(ipaddress.ip_address(str(raw.get("address"))))
+        except ValueError:
+            problems.append(f"{at}.address: {raw.get('address')!r} is not an IP address")
+            continue
+        if address in by_address:
+            problems.append(
+                f"{at}.address: {address} is production host {', '.join(by_address[address])}: "
+                "a shadow target must be a spare server"
+            )
+            continue
+        if not _is_port(port):
+            problems.append(f"{at}.port: {port!r} is not a TCP port (1..65535)")
+            continue
+        if name in seen or (address, port) in seen:
+            problems.append(f"{at}: {name} {address}:{port} is listed twice")
+            continue
+        seen.update({name, (address, port)})
+        valid.append({"host": name, "address": address, "port": port})
+    return valid
+
+
+def _key_fraction(value, problems):
+    field = "mcfleet_shadow.key_fraction"
+    numbers = [_number(v) for v in value] if isinstance(value, list) else None
+    if (
+        numbers is None
+        or len(numbers) != 2
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers)
+        or not 0 <= numbers[0] < numbers[1] <= 1
+    ):
+        problems.append(f"{field}: {value!r} is not [from, to] with 0 <= from < to <= 1")
+        return [0.0, 1.0]
+    return [float(numbers[0]), float(numbers[1])]

@@ -16,10 +16,15 @@ Timeline lines (one JSON object each):
   when, and how much, the gutter served)
 - `{"kind": "end", "t": ..., "requests": N, "stop_reason": ...}`
 
+`run_cache_aside()` is the LRU comparison's load: gets of Zipf-distributed keys, a set
+after each miss, several threads, the same bounds and address checks; its timeline has one
+`{"kind": "second", ...}` line of running totals a second instead of one line per request.
+
 """
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 import itertools
 import json
@@ -27,6 +32,7 @@ import math
 import os
 import random
 import socket
+import threading
 import time
 
 from ansible_collections.mcfleet.fleet.plugins.module_utils.memcache_client import (
@@ -122,9 +128,10 @@ def default_plan(**overrides) -> dict:
     return plan
 
 
-def check_plan(plan: dict) -> dict:
-    """Validates the plan and resolves every target; returns {router, gutter} addresses."""
-    problems = plan_problems(plan)
+def check_plan(plan: dict, problems_of=None) -> dict:
+    """Validates the plan (with `problems_of`, plan_problems by default) and resolves every
+    target; returns {router, gutter} addresses."""
+    problems = (problems_of or plan_problems)(plan)
     if not plan.get("router"):
         problems.append("router is required")
     if not plan.get("timeline"):
@@ -347,3 +354,159 @@ def client_errors(path: str, start: float | None = None, end: float | None = Non
     ]
     errors = sum(1 for request in window if request["r"] in ("error", "timeout"))
     return {"requests": len(window), "errors": errors, "error_rate": errors / len(window) if window else 0.0}
+
+
+# -- cache-aside load with a skewed key popularity (the LRU comparison's load) --------
+
+# Zipf exponents seen in cache traces are about 0.6-1.2 (Breslau et al., "Web Caching and
+# Zipf-like Distributions", INFOCOM 1999); 0.9 by default.
+ZIPF_S_RANGE = (0.0, 2.0)
+LOAD_MAX_THREADS = 8
+LOAD_MAX_KEYS = 2_000_000
+
+
+def zipf_cumulative(key_count: int, s: float) -> list[float]:
+    """Cumulative weights of ranks 1..key_count with P(rank k) proportional to 1/k**s."""
+    return list(itertools.accumulate(1.0 / (rank**s) for rank in range(1, key_count + 1)))
+
+
+def zipf_index(cumulative: list[float], draw: float) -> int:
+    """The key index (0 = most popular) for a uniform draw in [0, 1)."""
+    return min(bisect.bisect_right(cumulative, draw * cumulative[-1]), len(cumulative) - 1)
+
+
+def value_bytes_of(index: int, low: int, high: int) -> int:
+    """A key's value size: fixed per key, log-uniform in [low, high] over the keys (so every
+    slab class between the two gets items), from a multiplicative hash of the index."""
+    fraction = ((index * 2654435761) % 4294967296) / 4294967296
+    return round(low * (high / low) ** fraction)
+
+
+def load_plan_problems(plan: dict) -> list[str]:
+    # The key set may be larger than the mixed traffic's: it must outgrow the servers' memory.
+    problems = plan_problems(
+        {**plan, "set_ratio": 0, "value_bytes": plan.get("value_bytes_max", 0), "key_count": 1}
+    )
+    keys = plan.get("key_count")
+    if not isinstance(keys, int) or not 1 <= keys <= LOAD_MAX_KEYS:
+        problems.append(f"key_count must be in [1, {LOAD_MAX_KEYS}], got {keys!r}")
+    s = plan.get("zipf_s")
+    if not isinstance(s, (int, float)) or not ZIPF_S_RANGE[0] <= s <= ZIPF_S_RANGE[1]:
+        problems.append(f"zipf_s must be in [{ZIPF_S_RANGE[0]}, {ZIPF_S_RANGE[1]}], got {s!r}")
+    low, high = plan.get("value_bytes_min"), plan.get("value_bytes_max")
+    if not isinstance(low, int) or not isinstance(high, int) or not 1 <= low <= high:
+        problems.append(f"value_bytes_min/max must satisfy 1 <= min <= max, got {low!r}/{high!r}")
+    threads = plan.get("threads")
+    if not isinstance(threads, int) or not 1 <= threads <= LOAD_MAX_THREADS:
+        problems.append(f"threads must be in [1, {LOAD_MAX_THREADS}], got {threads!r}")
+    return problems
+
+
+def default_load_plan(**overrides) -> dict:
+    plan = default_plan(
+        key_count=90_000,
+        rate_per_s=3000,
+        max_requests=1_000_000,
+        max_duration_s=600,
+    )
+    plan.update({"zipf_s": 0.9, "value_bytes_min": 100, "value_bytes_max": 4000, "threads": 4})
+    plan.update(overrides)
+    return plan
+
+
+def run_cache_aside(plan: dict) -> dict:
+    """Gets of Zipf-distributed keys through the router; a miss is followed by a set of the
+    key's value (what an application in front of a cache does). Bounded like run(): the first
+    of max_requests, max_duration_s or the stop file ends it. The timeline holds one line a
+    second (gets, hits, misses, sets, errors) between its start and end lines."""
+    targets = check_plan(plan, load_plan_problems)
+    cumulative = zipf_cumulative(plan["key_count"], float(plan["zipf_s"]))
+    prefix = plan["route_prefix"]
+    read_protocol = READ_PROTOCOLS[plan["router"].get("engine") or "mcrouter"]
+    threads = plan["threads"]
+    totals = {"gets": 0, "hits": 0, "misses": 0, "sets": 0, "errors": 0}
+    lock = threading.Lock()
+    stop = threading.Event()
+    started = time.monotonic()
+    deadline = started + plan["max_duration_s"]
+    per_thread_requests = plan["max_requests"] // threads
+    interval = threads / plan["rate_per_s"]
+    stop_reason = {"value": "max_requests"}
+
+    def worker(number: int) -> None:
+        rng = random.Random(None if plan.get("seed") is None else plan["seed"] + number)
+        client = MemcacheClient(*targets["router"], timeout_s=plan["timeout_s"], read_protocol=read_protocol)
+        counts = dict.fromkeys(totals, 0)
+        try:
+            for sent in range(per_thread_requests):
+                if stop.is_set():
+                    return
+                now = time.monotonic()
+                if now >= deadline:
+                    stop_reason["value"] = "max_duration_s"
+                    return
+                due = started + sent * interval
+                if due > now:
+                    time.sleep(due - now)
+                index = zipf_index(cumulative, rng.random())
+                key = f"{prefix}lru-{plan['run_id']}-{index}"
+                try:
+                    counts["gets"] += 1
+                    if client.get(key) is not None:
+                        counts["hits"] += 1
+                        continue
+                    counts["misses"] += 1
+                    size = value_bytes_of(index, plan["value_bytes_min"], plan["value_bytes_max"])
+                    client.set(key, b"v" * size)
+                    counts["sets"] += 1
+                except MemcacheError:
+                    counts["errors"] += 1
+                if sent % 200 == 0:
+                    with lock:
+                        for name, value in counts.items():
+                            totals[name] += value
+                    counts = dict.fromkeys(totals, 0)
+        finally:
+            client.close()
+            with lock:
+                for name, value in counts.items():
+                    totals[name] += value
+
+    os.makedirs(os.path.dirname(os.path.abspath(plan["timeline"])), exist_ok=True)
+    workers = [threading.Thread(target=worker, args=(n,), daemon=True) for n in range(threads)]
+    with open(plan["timeline"], "w", encoding="utf-8") as timeline:
+        public_plan = {k: v for k, v in plan.items() if k != "seed"}
+        timeline.write(json.dumps({"kind": "start", "t": round(time.time(), 4), "plan": public_plan}) + "\n")
+        for thread in workers:
+            thread.start()
+        stop_file = plan.get("stop_file")
+        while any(thread.is_alive() for thread in workers):
+            time.sleep(1.0)
+            if stop_file and os.path.exists(stop_file):
+                stop_reason["value"] = "stop_file"
+                stop.set()
+            with lock:
+                timeline.write(json.dumps({"kind": "second", "t": round(time.time(), 4), **totals}) + "\n")
+            timeline.flush()
+        for thread in workers:
+            thread.join()
+        duration = time.monotonic() - started
+        timeline.write(
+            json.dumps(
+                {"kind": "end", "t": round(time.time(), 4), **totals, "stop_reason": stop_reason["value"]}
+            )
+            + "\n"
+        )
+    requests = totals["gets"] + totals["sets"]
+    return {
+        "requests": requests,
+        **totals,
+        "client_errors": totals["errors"],
+        "hit_ratio": round(totals["hits"] / totals["gets"], 4) if totals["gets"] else None,
+        "key_count": plan["key_count"],
+        "zipf_s": plan["zipf_s"],
+        "duration_s": round(duration, 3),
+        "requests_per_s": round(requests / duration, 1) if duration > 0 else 0.0,
+        "stop_reason": stop_reason["value"],
+        "timeline": plan["timeline"],
+    }

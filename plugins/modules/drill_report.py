@@ -1,24 +1,27 @@
 #!/usr/bin/python
-"""Ansible module: write the JSON, Markdown and SVG report of one failover drill."""
+"""Ansible module: write the JSON, Markdown and chart (PNG, SVG) report of one failover drill."""
 
 from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
 module: drill_report
-short_description: Write a failover drill's report (JSON, Markdown, SVG timeline)
+short_description: Write a failover drill's report (JSON, Markdown, PNG and SVG timeline)
 description:
   - Reads the traffic timeline written by M(mcfleet.fleet.traffic), takes the results of the three
     M(mcfleet.fleet.failover_verify) phases, the block and unblock times and the number of drill
-    rules left on the shard, and writes C(<report_dir>/<drill_id>.json), C(.md) and C(.svg).
+    rules left on the shard, and writes C(<report_dir>/<drill_id>.json), C(.md), C(.png) and C(.svg).
   - The JSON carries C(time_to_failover_s), C(client_errors), C(requests), C(latency_ms)
     (p50, p99, max before, during and after the block), C(lost), C(stale_after_rejoin),
     C(gutter_hit_ratio) and C(rules_left), with the drill's mode, policy, shard and times.
-  - The SVG shows client errors/s, p50/p99 latency and gutter hits/s per second, with the
-    block, unblock and re-admission marked. It is written by hand; nothing to install.
+  - The chart (PNG, and SVG with its text kept as text) shows client errors/s, p50/p99 latency
+    and gutter hits/s per second, with the block, unblock and re-admission marked; the Markdown
+    embeds it. It is drawn with matplotlib (Agg backend) on the controller.
   - Runs on the controller. C(changed) only when a file's content differs; check mode
     builds the report and writes nothing.
 version_added: "0.1.0"
+requirements:
+  - matplotlib (on the controller, where this module runs)
 author: mcfleet maintainers (@mcfleet)
 options:
   drill_id:
@@ -88,7 +91,7 @@ report:
   returned: always
   type: dict
 paths:
-  description: Paths of the JSON, Markdown and SVG files.
+  description: Paths of the JSON, Markdown, PNG and SVG files.
   returned: always
   type: list
   elements: str
@@ -97,11 +100,8 @@ paths:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.mcfleet.fleet.plugins.module_utils.drill_report import (
-    build_report,
-    render_files,
-    write_files,
-)
+from ansible_collections.mcfleet.fleet.plugins.module_utils.charts import fail_without_matplotlib, write_files
+from ansible_collections.mcfleet.fleet.plugins.module_utils.drill_report import build_report, render_files
 
 
 def main() -> None:
@@ -117,6 +117,7 @@ def main() -> None:
         },
         supports_check_mode=True,
     )
+    fail_without_matplotlib(module)
     p = module.params
     if "/" in p["drill_id"] or p["drill_id"].startswith("."):
         module.fail_json(msg=f"drill_id must be a plain file name, got {p['drill_id']!r}")
@@ -127,19 +128,19 @@ def main() -> None:
         {**p["drill"], "drill_id": p["drill_id"]}, p["timeline"], p["verify"], events, p["rules_left"]
     )
     files = render_files(report, rows)
-    paths = [os.path.join(p["report_dir"], p["drill_id"] + suffix) for suffix in files]
+    json_path = os.path.join(p["report_dir"], p["drill_id"] + ".json")
     before_json = ""
-    json_path = paths[0]
     if os.path.exists(json_path):
         with open(json_path, encoding="utf-8") as handle:
             before_json = handle.read()
-    changed = before_json != files[".json"] or not all(os.path.exists(path) for path in paths)
-    if not module.check_mode:
-        written = write_files(p["report_dir"], p["drill_id"], files)
-        changed = any(entry["changed"] for entry in written.values())
-    result = {"changed": changed, "report": report, "paths": paths}
+    written = write_files(p["report_dir"], files, check_mode=module.check_mode)
+    result = {"changed": any(written.values()), "report": report, "paths": list(written)}
     if module._diff:
-        result["diff"] = {"before": before_json, "after": files[".json"], "after_header": json_path}
+        result["diff"] = {
+            "before": before_json,
+            "after": files[p["drill_id"] + ".json"],
+            "after_header": json_path,
+        }
     module.exit_json(**result)
 
 

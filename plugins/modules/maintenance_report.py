@@ -6,14 +6,18 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: maintenance_report
-short_description: Write the report of a rolling maintenance (JSON, Markdown, SVG)
+short_description: Write the report of a rolling maintenance (JSON, Markdown, PNG and SVG chart)
 description:
   - Reads the progress log written by M(mcfleet.fleet.maintenance_step) and the client traffic
-    timeline written by M(mcfleet.fleet.traffic), and writes C(<id>.json), C(<id>.md) and
-    C(<id>.svg) to O(report_dir). Per host - the time of each step, how long it was out of
+    timeline written by M(mcfleet.fleet.traffic), and writes C(<id>.json), C(<id>.md),
+    C(<id>.png) and C(<id>.svg) to O(report_dir). Per host - the time of each step, how long it was out of
     service, the client errors while it was out, its hit ratio before and after - and in total.
+  - The chart (client errors/s, each host's time out of service) is drawn with matplotlib
+    (Agg backend); the Markdown embeds it.
   - Runs where the files are (the controller). Rewrites a file only when its content changes.
 version_added: 0.2.0
+requirements:
+  - matplotlib (on the controller, where this module runs)
 author: mcfleet maintainers (@mcfleet)
 options:
   progress_log:
@@ -69,6 +73,7 @@ paths:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.mcfleet.fleet.plugins.module_utils.charts import fail_without_matplotlib, write_files
 from ansible_collections.mcfleet.fleet.plugins.module_utils.maintenance_progress import load
 from ansible_collections.mcfleet.fleet.plugins.module_utils.maintenance_report import (
     build_report,
@@ -86,6 +91,7 @@ def main():
         },
         supports_check_mode=True,
     )
+    fail_without_matplotlib(module)
     params = module.params
     entries = load(params["progress_log"])
     if not entries:
@@ -94,22 +100,8 @@ def main():
     report = build_report(entries, timeline, params["status"])
     stem = f"maintenance-{report['id'] or 'run'}"
     files = render_files(report, entries, timeline, stem)
-    paths, changed = [], False
-    for name, content in files.items():
-        path = os.path.join(params["report_dir"], name)
-        paths.append(path)
-        try:
-            with open(path) as stream:
-                same = stream.read() == content
-        except OSError:
-            same = False
-        if not same:
-            changed = True
-            if not module.check_mode:
-                os.makedirs(params["report_dir"], exist_ok=True)
-                with open(path, "w") as stream:
-                    stream.write(content)
-    module.exit_json(changed=changed, report=report, paths=paths)
+    written = write_files(params["report_dir"], files, check_mode=module.check_mode)
+    module.exit_json(changed=any(written.values()), report=report, paths=list(written))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,15 @@ options:
     description: Name of the fact the model is set as.
     type: str
     default: mcfleet
+  shadow:
+    description:
+      - A shadow of one main shard's traffic for this run, in the shape of the inventory's
+        C(mcfleet_shadow), which it replaces. Without it the inventory's C(mcfleet_shadow) holds
+        (none by default).
+      - C(shard) (a main shard), C(candidates) (spare servers, each C(host), C(address),
+        optional C(port); never a production host), optional C(key_fraction) (C([from, to]) in
+        [0, 1]) and C(routers) (routers of the shard's datacentre; all of them by default).
+    type: dict
 attributes:
   check_mode:
     support: full
@@ -37,6 +46,15 @@ attributes:
 EXAMPLES = r"""
 - name: Build the topology model (fails listing every problem at once)
   mcfleet.fleet.topology:
+  run_once: true
+
+- name: The same model with mc1001's traffic copied to a spare server
+  mcfleet.fleet.topology:
+    shadow:
+      shard: mc1001
+      candidates:
+        - {host: lru-candidate, address: 10.89.213.41, port: 11211}
+      key_fraction: [0.0, 1.0]
   run_once: true
 """
 

@@ -19,6 +19,11 @@ description:
     ::1 and O(allowed_networks) (the lab subnet), and sends nothing in that case.
   - Meant to run for a whole drill in the background with C(async) and C(poll=0); touch
     O(stop_file) to end it and collect the summary with C(async_status).
+  - With O(pattern=cache_aside) (the LRU comparison's load) it sends gets of keys whose
+    popularity follows a Zipf law (O(zipf_s)) over O(key_count) keys, and after each miss a set
+    of that key's value (a size fixed per key, log-uniform between O(value_bytes_min) and
+    O(value_bytes_max)), from O(threads) connections; its timeline has one line of running
+    totals a second. The same bounds and address checks apply.
   - The traffic writes keys to the cache, so the module reports C(changed). Check mode
     validates the plan and the addresses and sends nothing.
 version_added: "0.1.0"
@@ -77,7 +82,8 @@ options:
     description: Names the keys (C(mcfleet-traffic-<run_id>-<n>)).
     type: str
   key_count:
-    description: How many distinct keys the traffic uses.
+    description:
+      - How many distinct keys the traffic uses (at most 100,000; 2,000,000 with O(pattern=cache_aside)).
     type: int
     default: 200
   set_ratio:
@@ -109,6 +115,27 @@ options:
     type: list
     elements: str
     default: []
+  pattern:
+    description: C(mixed) sets and gets on a small key set (drills), or C(cache_aside) (see above).
+    type: str
+    choices: [mixed, cache_aside]
+    default: mixed
+  zipf_s:
+    description: C(cache_aside) only, the exponent of the key popularity (0 is uniform).
+    type: float
+    default: 0.9
+  value_bytes_min:
+    description: C(cache_aside) only, the smallest value size.
+    type: int
+    default: 100
+  value_bytes_max:
+    description: C(cache_aside) only, the largest value size.
+    type: int
+    default: 4000
+  threads:
+    description: C(cache_aside) only, concurrent client connections (1 to 8).
+    type: int
+    default: 4
 attributes:
   check_mode:
     description: Can run in check mode and return changed status prediction without modifying target.
@@ -141,9 +168,13 @@ requests:
   returned: success
   type: int
 outcomes:
-  description: Requests per outcome (ok, miss, error, timeout).
+  description: Requests per outcome (ok, miss, error, timeout); O(pattern=mixed) only.
   returned: success
   type: dict
+hit_ratio:
+  description: O(pattern=cache_aside) only, the client's hits over its gets.
+  returned: success
+  type: float
 client_errors:
   description: Requests that failed (error plus timeout).
   returned: success
@@ -157,7 +188,7 @@ requests_per_s:
   returned: success
   type: float
 latency_ms:
-  description: p50, p99 and max latency over the whole run.
+  description: p50, p99 and max latency over the whole run; O(pattern=mixed) only.
   returned: success
   type: dict
 stop_reason:
@@ -179,7 +210,9 @@ from ansible_collections.mcfleet.fleet.plugins.module_utils.traffic import (
     TrafficError,
     check_plan,
     default_plan,
+    load_plan_problems,
     run,
+    run_cache_aside,
 )
 
 
@@ -221,19 +254,25 @@ def main() -> None:
             "max_duration_s": {"type": "float", "required": True},
             "timeout_s": {"type": "float", "default": 1.0},
             "allowed_networks": {"type": "list", "elements": "str", "default": []},
+            "pattern": {"type": "str", "choices": ["mixed", "cache_aside"], "default": "mixed"},
+            "zipf_s": {"type": "float", "default": 0.9},
+            "value_bytes_min": {"type": "int", "default": 100},
+            "value_bytes_max": {"type": "int", "default": 4000},
+            "threads": {"type": "int", "default": 4},
         },
         supports_check_mode=True,
     )
-    overrides = {k: v for k, v in module.params.items() if v is not None}
+    overrides = {k: v for k, v in module.params.items() if v is not None and k != "pattern"}
+    cache_aside = module.params["pattern"] == "cache_aside"
     plan = default_plan(**overrides)
     try:
-        targets = check_plan(plan)
+        targets = check_plan(plan, load_plan_problems if cache_aside else None)
     except TrafficError as exc:
         module.fail_json(msg=str(exc), timeline=plan["timeline"])
     if module.check_mode:
         module.exit_json(changed=True, timeline=plan["timeline"], plan={**plan, "resolved": targets})
     try:
-        summary = run(plan)
+        summary = run_cache_aside(plan) if cache_aside else run(plan)
     except (TrafficError, OSError) as exc:
         module.fail_json(msg=f"traffic: {exc}", timeline=plan["timeline"])
     module.exit_json(changed=summary["requests"] > 0, **summary)

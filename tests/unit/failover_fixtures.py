@@ -65,9 +65,10 @@ def wait_for_port(port: int, timeout_s: float = 5.0) -> None:
 class MemcachedProcess:
     """One real memcached on 127.0.0.1, on a free port, stopped on exit."""
 
-    def __init__(self, memory_mb: int = 32):
+    def __init__(self, memory_mb: int = 32, extra_args: tuple[str, ...] = ()):
         self.port = free_port()
         cmd = [MEMCACHED, "-l", "127.0.0.1", "-p", str(self.port), "-U", "0", "-m", str(memory_mb), "-t", "1"]
+        cmd += list(extra_args)
         if os.geteuid() == 0:
             cmd += ["-u", "nobody"]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

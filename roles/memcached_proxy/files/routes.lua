@@ -7,9 +7,14 @@
 -- route_mcfleet_operation{ child_default = route, child_set = route, child_delete = route }
 --   mcrouter's OperationSelectorRoute: set-like commands (set, add, cas, ms) to child_set,
 --   delete and md to child_delete, everything else to child_default.
+-- route_mcfleet_shadow{ child = route, key_fraction = { from, to } }
+--   The filter of a shadow copy (under route_split's child_b): keys whose 32-bit FNV-1a
+--   hash (http://www.isthe.com/chongo/tech/comp/fnv/) falls in [from, to) of the hash
+--   space go to child; other keys are answered at once, and route_split discards that
+--   reply. mcrouter's key_fraction_range does the same with its own hash.
 
 -- routelib ships allasync (fire-and-forget, null reply at once) without registering it.
-register_route_handlers({ "mcfleet_prefix", "mcfleet_operation", "allasync" })
+register_route_handlers({ "mcfleet_prefix", "mcfleet_operation", "mcfleet_shadow", "allasync" })
 
 local NO_ROUTE <const> = "SERVER_ERROR mcfleet: no route for this key prefix\r\n"
 
@@ -75,5 +80,41 @@ function route_mcfleet_operation_f(rctx, o)
             return rctx:enqueue_and_wait(r, delete)
         end
         return rctx:enqueue_and_wait(r, default)
+    end
+end
+
+local NOT_SHADOWED <const> = "SERVER_ERROR mcfleet: key not in the shadow's fraction\r\n"
+local HASH_SPACE <const> = 4294967296
+
+function route_mcfleet_shadow_conf(t, ctx)
+    local fraction = t.key_fraction
+    if type(fraction) ~= "table" or not (0 <= fraction[1] and fraction[1] < fraction[2] and fraction[2] <= 1) then
+        error("route_mcfleet_shadow: key_fraction must be { from, to } with 0 <= from < to <= 1")
+    end
+    return t
+end
+
+function route_mcfleet_shadow_start(a, ctx, fgen)
+    local o = {
+        child = fgen:new_handle(a.child),
+        from = math.floor(a.key_fraction[1] * HASH_SPACE),
+        to = math.floor(a.key_fraction[2] * HASH_SPACE),
+    }
+    fgen:ready({ a = o, n = ctx:label(), f = route_mcfleet_shadow_f })
+end
+
+function route_mcfleet_shadow_f(rctx, o)
+    local child, from, to = o.child, o.from, o.to
+    local byte = string.byte
+    return function(r)
+        local key = r:key()
+        local hash = 2166136261
+        for i = 1, #key do
+            hash = ((hash ~ byte(key, i)) * 16777619) & 0xffffffff
+        end
+        if hash >= from and hash < to then
+            return rctx:enqueue_and_wait(r, child)
+        end
+        return NOT_SHADOWED
     end
 end

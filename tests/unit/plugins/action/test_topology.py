@@ -209,6 +209,25 @@ def test_topology_action_sets_the_model_as_the_named_fact():
     assert run_topology_action(groups, hostvars, fact="x")["msg"] == "unknown options: fact"
 
 
+def test_topology_action_takes_a_shadow_for_the_run_over_the_inventorys():
+    groups, hostvars = small_fleet()
+    spare = {"host": "spare1", "address": "10.0.9.1"}
+    result = run_topology_action(groups, hostvars, shadow={"shard": "mc1002", "candidates": [spare]})
+    shadow = result["ansible_facts"]["mcfleet"]["shadow"]
+    assert (shadow["shard"], shadow["shard_index"], shadow["routers"]) == ("mc1002", 1, ["mw1001"])
+    # The inventory's mcfleet_shadow, fleet-wide like every fleet setting, holds without the option.
+    for hvars in hostvars.values():
+        hvars["mcfleet_shadow"] = {"shard": "mc2003", "candidates": [spare]}
+    assert run_topology_action(groups, hostvars)["ansible_facts"]["mcfleet"]["shadow"]["shard"] == "mc2003"
+    refused = run_topology_action(
+        groups, hostvars, shadow={"shard": "mc1002", "candidates": [{"host": "mw1001"}]}
+    )
+    assert refused["failed"] and refused["problems"] == [
+        "mcfleet_shadow.candidates[0].host: 'mw1001' is a production host (router): "
+        "a shadow target must be a spare server"
+    ]
+
+
 def test_router_with_no_pools():
     groups, hostvars = small_fleet()
     for shard in ("mc2001", "mc2002", "mc2003"):

@@ -6,21 +6,16 @@ import json
 import statistics
 import threading
 import time
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 from ansible.module_utils.testing import patch_module_args
-from ansible_collections.mcfleet.fleet.plugins.module_utils.drill_report import (
-    build_report,
-    render_files,
-    write_files,
-)
+from ansible_collections.mcfleet.fleet.plugins.module_utils.charts import write_files
+from ansible_collections.mcfleet.fleet.plugins.module_utils.drill_report import build_report, render_files
 from ansible_collections.mcfleet.fleet.plugins.module_utils.traffic import default_plan, run
 from ansible_collections.mcfleet.fleet.plugins.modules import drill_report as drill_report_module
+from ansible_collections.mcfleet.fleet.tests.unit.chart_checks import check_chart
 from ansible_collections.mcfleet.fleet.tests.unit.failover_fixtures import GUTTER_TTL_S, Fleet
-
-SVG = "{http://www.w3.org/2000/svg}"
 
 
 def write_timeline(
@@ -86,13 +81,16 @@ def test_figures_follow_the_timeline(tmp_path):
     assert rows[5]["p50_ms"] == statistics.median([1.0] * 10)
 
     files = render_files(report, rows)
-    svg = ET.fromstring(files[".svg"])
-    assert svg.tag == SVG + "svg"
-    assert len(svg.findall(f"{SVG}polyline")) == 4  # errors, p50, p99, gutter hits
-    labels = [t.text for t in svg.iter(f"{SVG}text")]
-    assert {"blocked", "unblocked", "readmitted"} <= set(labels)
-    assert "| `client_errors` | 20 |" in files[".md"]
-    assert json.loads(files[".json"])["gutter_hit_ratio"] == report["gutter_hit_ratio"]
+    assert set(files) == {"d1.json", "d1.md", "d1.png", "d1.svg"}
+    ids, texts = check_chart(files, "d1", files["d1.md"])
+    # errors, p50, p99 and gutter hits drawn; block, unblock and readmission marked on each panel
+    assert {"series-errors/s", "series-p50", "series-p99", "series-gutter hits/s"} <= ids
+    assert {
+        f"marker-{name}-{panel}" for name in ("blocked", "unblocked", "readmitted") for panel in range(3)
+    } <= ids
+    assert {"blocked", "unblocked", "readmitted", "client latency, ms", "gutter get hits/s"} <= texts
+    assert "| `client_errors` | 20 |" in files["d1.md"]
+    assert json.loads(files["d1.json"])["gutter_hit_ratio"] == report["gutter_hit_ratio"]
 
     rules_left, _report = build_report(drill, str(timeline), verify, events, rules_left=1)
     assert rules_left["ok"] is False
@@ -149,9 +147,12 @@ def test_whole_drill_on_loopback(tmp_path):
     assert report["latency_ms"]["during"]["requests"] > 0
     # Reject mode with a router that marks TKO on the first failure: at most a handful of errors.
     assert report["client_errors_during_block"] <= 5
-    paths = write_files(str(tmp_path / "reports"), "loopback-drill", render_files(report, rows))
-    assert sorted(Path(p).suffix for p in paths) == [".json", ".md", ".svg"]
-    ET.parse(tmp_path / "reports" / "loopback-drill.svg")
+    paths = write_files(str(tmp_path / "reports"), render_files(report, rows))
+    assert sorted(Path(p).suffix for p in paths) == [".json", ".md", ".png", ".svg"]
+    ids, _texts = check_chart(
+        tmp_path / "reports", "loopback-drill", (tmp_path / "reports" / "loopback-drill.md").read_text()
+    )
+    assert {"series-errors/s", "marker-blocked-0", "marker-unblocked-0"} <= ids
 
 
 def test_module_writes_once_and_is_idempotent(tmp_path, capsys):
@@ -178,6 +179,9 @@ def test_module_writes_once_and_is_idempotent(tmp_path, capsys):
     assert '"rules_left": 0' in out["diff"]["after"]
     code, out = call({})
     assert code == 0 and out["changed"] and all(Path(p).exists() for p in out["paths"])
+    assert sorted(Path(p).suffix for p in out["paths"]) == [".json", ".md", ".png", ".svg"]
+    check_chart(tmp_path / "reports", "m1", (tmp_path / "reports" / "m1.md").read_text())
+    # The same inputs draw the same PNG and SVG bytes: a second run changes nothing.
     code, out = call({})
     assert code == 0 and not out["changed"]
     code, out = call({"drill_id": "../escape"})

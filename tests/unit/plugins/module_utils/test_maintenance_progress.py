@@ -13,6 +13,7 @@ from ansible_collections.mcfleet.fleet.plugins.module_utils.maintenance_report i
     build_report,
     render_files,
 )
+from ansible_collections.mcfleet.fleet.tests.unit.chart_checks import check_chart
 
 
 def entries_of(host, start, step_s=1.0, upto="done"):
@@ -66,6 +67,7 @@ def test_the_report_counts_time_out_errors_while_out_and_overhead(tmp_path):
     assert host["client_errors_while_out"] == 1
     assert host["overhead_s"] == host["wall_s"] - host["step_seconds"]["act"] - host["step_seconds"]["warmup"]
     files = render_files(report, log, str(timeline), "maintenance-x")
-    assert set(files) == {"maintenance-x.json", "maintenance-x.md", "maintenance-x.svg"}
+    assert set(files) == {"maintenance-x.json", "maintenance-x.md", "maintenance-x.png", "maintenance-x.svg"}
     assert "| mc2001 | done | 7.000 | 1 |" in files["maintenance-x.md"]
-    assert files["maintenance-x.svg"].startswith("<svg")
+    ids, texts = check_chart(files, "maintenance-x", files["maintenance-x.md"])
+    assert {"series-errors/s", "span-mc2001"} <= ids and "mc2001" in texts

@@ -1,0 +1,113 @@
+-- mcfleet: memcached proxy (routelib) configuration for mw1001, datacentre eqiad.
+-- Rendered from the topology model (plugins/module_utils/render_memcached_proxy.py); do not edit.
+
+-- Backend health from the TKO settings (see backend_settings()).
+settings{
+    backend_connect_timeout = 1,
+    backend_read_timeout = 1,
+    backend_failure_limit = 3,
+    backend_retry_waittime = 3,
+    backend_flap_time = 3,
+    backend_flap_backoff_ramp = 1.5,
+    backend_flap_backoff_max = 10,
+}
+
+pools{
+    ["eqiad_main"] = {
+        backends = {
+            { host = "10.89.213.11", port = 11211, label = "mc1001" },
+            { host = "10.89.213.12", port = 11211, label = "mc1002" },
+            { host = "10.89.213.13", port = 11211, label = "mc1003" },
+        },
+    },
+    ["eqiad_gutter"] = {
+        backends = {
+            { host = "10.89.213.14", port = 11211, label = "mc-gp1001" },
+        },
+    },
+    ["eqiad_shadow_lru-baseline"] = {
+        backends = {
+            { host = "10.89.213.41", port = 11211, label = "lru-baseline" },
+        },
+    },
+    ["eqiad_shadow_lru-candidate"] = {
+        backends = {
+            { host = "10.89.213.42", port = 11311, label = "lru-candidate" },
+        },
+    },
+    ["codfw_proxies"] = {
+        backend_options = { connecttimeout = 0.25, readtimeout = 0.25 },
+        backends = {
+            { host = "10.89.213.26", port = 11214, label = "mwproxy2001" },
+        },
+    },
+    ["codfw_proxies_secondary"] = {
+        backend_options = { connecttimeout = 0.25, readtimeout = 0.25 },
+        backends = {
+            { host = "10.89.213.27", port = 11214, label = "mwproxy2002" },
+        },
+    },
+}
+
+-- /eqiad/mw/: main pool, failing over to the gutter pool; set-like
+-- writes to the gutter expire after the gutter TTL (10 s).
+-- Shadow: a copy of one shard's share of this traffic (mc1002's; key fraction
+-- 0.0..0.333333) goes to lru-baseline, lru-candidate; their replies are discarded.
+local function local_failover()
+    return route_split{
+        child_a = route_mcfleet_operation{
+            child_default = route_failover{ children = { "eqiad_main", "eqiad_gutter" } },
+            child_set = route_failover{ children = {
+                "eqiad_main",
+                route_ttl{ ttl = 10, child = "eqiad_gutter" },
+            } },
+        },
+        child_b = route_mcfleet_shadow{
+            key_fraction = { 0.0, 0.333333 },
+            child = route_allsync{ children = { "eqiad_shadow_lru-baseline", "eqiad_shadow_lru-candidate" } },
+        },
+    }
+end
+
+-- /codfw/mw/: codfw's primary proxies, failing over to its secondary proxies.
+local function route_to_codfw()
+    return route_failover{ children = { "codfw_proxies", "codfw_proxies_secondary" } }
+end
+
+routes{
+    -- The router matches /<datacentre>/; route_mcfleet_prefix strips /<datacentre>/<cluster>/.
+    conf = { mode = "anchor", start = "/", stop = "/" },
+    map = {
+        ["eqiad"] = route_mcfleet_prefix{ children = {
+            mw = local_failover(),
+            ["mw-wan"] = route_mcfleet_operation{
+                child_default = local_failover(),
+                child_set = route_allsync{ children = { local_failover() } },
+                child_delete = route_allsync{ children = { local_failover() } },
+            },
+        } },
+        ["codfw"] = route_mcfleet_prefix{ children = {
+            mw = route_to_codfw(),
+            ["mw-wan"] = route_mcfleet_operation{
+                child_default = route_to_codfw(),
+                child_set = route_allasync{ children = { route_to_codfw() } },
+                child_delete = route_allasync{ children = { route_to_codfw() } },
+            },
+        } },
+        ["*"] = route_mcfleet_prefix{ children = {
+            ["mw-wan"] = route_mcfleet_operation{
+                child_default = local_failover(),
+                child_set = route_split{
+                    child_a = route_allsync{ children = { local_failover() } },
+                    child_b = route_allasync{ children = { route_to_codfw() } },
+                },
+                child_delete = route_split{
+                    child_a = route_allsync{ children = { local_failover() } },
+                    child_b = route_allasync{ children = { route_to_codfw() } },
+                },
+            },
+        } },
+    },
+    -- Keys without a routing prefix belong to this datacentre (mcrouter's --route-prefix).
+    default = local_failover(),
+}
