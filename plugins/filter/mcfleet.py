@@ -192,6 +192,8 @@ def route_what_moves(model, router, blocked, keys=10000):
         return route_explain.what_moves(route_explain.router_from_model(model, router), blocked, keys)
     except (route_explain.ExplainError, route_hashing.HashingError) as error:
         raise AnsibleFilterError(f"route_what_moves: {error}") from None
+
+
 def lru_lab_servers(comparison, shard, shard_settings, addresses, choices):
     try:
         return lru_compare.lab_servers(comparison, shard, shard_settings, addresses, choices)
