@@ -134,6 +134,9 @@ def test_lab_units_run_memcacheds_proxy_on_the_models_listeners(rendered):
         assert command[0] == "/usr/bin/memcached"
         listeners = command[command.index("-l") + 1].split(",")
         expected = [f"{router['address']}:{router['port']}"]
+        if router["role"] == "router":
+            # App-server clients, and a drill's client placed there, use loopback.
+            expected.append(f"127.0.0.1:{router['port']}")
         if router["cross_dc_port"] is not None:
             expected.append(f"{router['address']}:{router['cross_dc_port']}")
         assert listeners == expected, f"{host}: listeners {listeners}"
