@@ -5,6 +5,7 @@ The model itself is built once per run by the mcfleet.fleet.topology action (pla
 "{{ mcfleet | mcfleet.fleet.router_config_name(inventory_hostname) }}"   config.json | proxy.lua
 "{{ mcfleet | mcfleet.fleet.mcrouter_flags(inventory_hostname) }}"       list of mcrouter flags
 "{{ mcfleet | mcfleet.fleet.proxy_options(inventory_hostname, config_path, library_path) }}"
+"{{ mcfleet | mcfleet.fleet.tls_tunnels(inventory_hostname) }}"   a memcached-proxy host's TLS tunnels
 "{{ mcfleet | mcfleet.fleet.memcached_clients(inventory_hostname) }}"    CIDRs that may reach a shard
 "{{ mcfleet | mcfleet.fleet.drill_plan(groups['all'], shard=..., mode=...) }}"   drill targets or refusals
 "{{ mcfleet | mcfleet.fleet.drill_plan_lines(targets) }}"   one line per shard to drill (--check plan)
@@ -105,6 +106,11 @@ def proxy_options(model, host, config_path, library_path):
     return render_memcached_proxy.command_line_options(model, host, config_path, library_path)
 
 
+def tls_tunnels(model, host):
+    _router(model, host)
+    return render_memcached_proxy.tls_tunnels(model, host)
+
+
 def drill_plan(model, inventory_hosts, **choices):
     return drill_plan_utils.plan_drill(model, inventory_hosts, **choices)
 
@@ -163,6 +169,7 @@ class FilterModule:
             "router_config_name": router_config_name,
             "mcrouter_flags": mcrouter_flags,
             "proxy_options": proxy_options,
+            "tls_tunnels": tls_tunnels,
             "drill_plan": drill_plan,
             "drill_plan_lines": drill_plan_lines,
             "memcached_clients": memcached_clients,
