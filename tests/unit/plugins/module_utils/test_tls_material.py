@@ -46,6 +46,11 @@ def certificate(subject_key, name, issuer_key, issuer_name=None, days=365, addre
     return builder.sign(issuer_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
 
 
+def proxy_certificate(material, **choices):
+    """A certificate for mwproxy2001's key, issued by the lab CA of `material`."""
+    return certificate(material["proxy_key"], "mwproxy2001", material["ca_key"], "lab-ca", **choices)
+
+
 @pytest.fixture(scope="module")
 def material():
     ca_key, proxy_key = new_key(), new_key()
@@ -95,9 +100,7 @@ def test_a_certificate_of_another_ca(material):
 
 
 def test_a_certificate_close_to_expiry(material):
-    cert = certificate(
-        material["proxy_key"], "mwproxy2001", material["ca_key"], "lab-ca", days=10, address="10.0.2.30"
-    )
+    cert = proxy_certificate(material, days=10, address="10.0.2.30")
     (problem,) = check(material, cert=cert)
     assert problem.startswith(
         "mwproxy2001: mcfleet_tls_cert_file /p.pem expires 2026-12-10 (10 days left, below 30)"
@@ -105,9 +108,7 @@ def test_a_certificate_close_to_expiry(material):
 
 
 def test_a_certificate_without_the_proxys_address(material):
-    cert = certificate(
-        material["proxy_key"], "mwproxy2001", material["ca_key"], "lab-ca", address="10.0.2.99"
-    )
+    cert = proxy_certificate(material, address="10.0.2.99")
     (problem,) = check(material, cert=cert)
     assert "does not name this host's address 10.0.2.30 (its IP subjectAltNames: 10.0.2.99)" in problem
 
@@ -119,3 +120,30 @@ def test_unreadable_files_are_named_without_their_content(material):
     (problem,) = check(material, key=b"-----BEGIN PRIVATE KEY-----\nc2VjcmV0\n-----END PRIVATE KEY-----\n")
     assert problem == "mwproxy2001: mcfleet_tls_key_file /p.key: not an unencrypted PEM private key"
     assert "c2VjcmV0" not in problem
+
+
+def test_preflight_fails_on_a_certificate_with_under_30_days_left(material):
+    import base64
+
+    from ansible_collections.mcfleet.fleet.plugins.module_utils.preflight import FAIL, OK, certificates_row
+
+    def slurped(pem):
+        return {"content": base64.b64encode(pem).decode(), "encoding": "base64"}
+
+    short = proxy_certificate(material, days=29, address="10.0.2.30")
+    row = certificates_row("mwproxy2001", {"/etc/mcfleet/tls/ca.pem": slurped(material["ca"])}, now=NOW)
+    assert (row["status"], row["detail"]) == (OK, "valid for /etc/mcfleet/tls/ca.pem 365 days")
+    row = certificates_row(
+        "mwproxy2001",
+        {
+            "/etc/mcfleet/tls/cert.pem": slurped(short),
+            "/etc/mcfleet/tls/ca.pem": slurped(material["ca"]),
+            "/etc/gone.pem": {"failed": True, "msg": "file not found: /etc/gone.pem"},
+        },
+        now=NOW,
+    )
+    assert row["status"] == FAIL
+    assert row["detail"] == (
+        "/etc/gone.pem: not read: file not found: /etc/gone.pem; /etc/mcfleet/tls/cert.pem expires "
+        "2026-12-29: 29 days left, under 30; renew it"
+    )
