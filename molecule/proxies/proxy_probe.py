@@ -20,11 +20,19 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "plugins" / "module_utils"))
-from memcache_client import MemcacheClient, MemcacheError
+# The collection's own client and replication check, from this checkout.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / ".collections"))
+from ansible_collections.mcfleet.fleet.plugins.module_utils.memcache_client import (
+    MemcacheClient,
+    MemcacheError,
+)
+from ansible_collections.mcfleet.fleet.plugins.module_utils.replication import (
+    check_replication,
+    holders,
+    quantile,
+)
 
 TIMEOUT_S = 2.0
-POLL_S = 0.0005
 BROADCAST = "/*/mw-wan/"
 
 
@@ -32,96 +40,27 @@ def endpoints(text):
     return [(host, int(port)) for host, port in (item.rsplit(":", 1) for item in text.split(",") if item)]
 
 
-def quantile(values, fraction):
-    if not values:
-        return None
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, int(fraction * len(ordered)))], 3)
-
-
-def clients(spec):
-    return [MemcacheClient(host, port, timeout_s=TIMEOUT_S) for host, port in endpoints(spec)]
-
-
-def holders(shards, key):
-    """Indexes of the shards that hold `key`, and its value there."""
-    found = {}
-    for index, shard in enumerate(shards):
-        value = shard.get(key)
-        if value is not None:
-            found[index] = value
-    return found
-
-
-def wait_for(shards, key, present, deadline):
-    """Seconds until `key` is present (or absent) on the shards, or None past `deadline`."""
-    start = time.monotonic()
-    while time.monotonic() < deadline:
-        if bool(holders(shards, key)) == present:
-            return time.monotonic() - start
-        time.sleep(POLL_S)
-    return None
+def clients(spec, read_protocol="text"):
+    return [
+        MemcacheClient(host, port, timeout_s=TIMEOUT_S, read_protocol=read_protocol)
+        for host, port in endpoints(spec)
+    ]
 
 
 def replicate(args):
     """Write and delete keys one at a time; time each until the other datacentre shows it."""
-    router = MemcacheClient(*endpoints(args.router)[0], timeout_s=TIMEOUT_S)
-    local, remote = clients(args.local), clients(args.remote)
-    reader = MemcacheClient(*endpoints(args.reader)[0], timeout_s=TIMEOUT_S, read_protocol="meta")
-    tag = f"{args.phase}-{os.getpid()}-{int(time.time())}"
-    result = {"phase": args.phase, "count": args.count, "errors": []}
-    set_delays, delete_delays = [], []
-    set_lost = delete_lost = local_missing = wrong_shard = spread_over = 0
-    per_shard = [0] * len(remote)
-    for index in range(args.count):
-        key, value = f"{tag}-{index}", f"v{index}-{tag}"
-        start = time.monotonic()
-        try:
-            acknowledged = router.set(BROADCAST + key, value)
-        except MemcacheError as error:
-            result["errors"].append(f"set {key}: {error}")
-            continue
-        if not acknowledged:
-            result["errors"].append(f"set {key}: not stored")
-        delay = wait_for(remote, key, True, start + args.deadline_s)
-        # Local replication is synchronous: the value is there once the router answered.
-        local_missing += not holders(local, key)
-        if delay is None:
-            set_lost += 1
-        else:
-            set_delays.append((time.monotonic() - start) * 1000)
-            found = holders(remote, key)
-            spread_over += len(found) > 1
-            for shard_index in found:
-                per_shard[shard_index] += 1
-            # The right shard: the one codfw's own routing reads the key from.
-            if reader.get(key) != value.encode():
-                wrong_shard += 1
-        start = time.monotonic()
-        try:
-            router.delete(BROADCAST + key)
-        except MemcacheError as error:
-            result["errors"].append(f"delete {key}: {error}")
-            continue
-        if wait_for(remote, key, False, start + args.deadline_s) is None:
-            delete_lost += 1
-        else:
-            delete_delays.append((time.monotonic() - start) * 1000)
-        local_missing += bool(holders(local, key))
-    result.update(
-        set_arrived=len(set_delays),
-        set_lost=set_lost,
-        delete_arrived=len(delete_delays),
-        delete_lost=delete_lost,
-        local_missing=local_missing,
-        wrong_shard=wrong_shard,
-        on_more_than_one_shard=spread_over,
-        keys_per_remote_shard=per_shard,
-        set_delay_ms={"p50": quantile(set_delays, 0.5), "p99": quantile(set_delays, 0.99)},
-        delete_delay_ms={"p50": quantile(delete_delays, 0.5), "p99": quantile(delete_delays, 0.99)},
+    (router,) = clients(args.router)
+    (reader,) = clients(args.reader, "meta")
+    result = check_replication(
+        router,
+        clients(args.remote),
+        args.count,
+        args.deadline_s,
+        tag=f"{args.phase}-{os.getpid()}-{int(time.time())}",
+        local_shards=clients(args.local),
+        reader=reader,
     )
-    result["errors"] = result["errors"][:10]
-    return result
+    return {"phase": args.phase, **result}
 
 
 def mixed(args):

@@ -8,6 +8,7 @@ The model itself is built once per run by the mcfleet.fleet.topology action (pla
 "{{ mcfleet | mcfleet.fleet.tls_tunnels(inventory_hostname) }}"   a memcached-proxy host's TLS tunnels
 "{{ mcfleet | mcfleet.fleet.memcached_clients(inventory_hostname) }}"    CIDRs that may reach a shard
 "{{ mcfleet | mcfleet.fleet.drill_plan(groups['all'], shard=..., mode=...) }}"   drill targets or refusals
+"{{ mcfleet | mcfleet.fleet.proxy_drill_plan(groups['all'], target=..., datacentre=...) }}"   proxies to block
 "{{ mcfleet | mcfleet.fleet.drill_plan_lines(targets) }}"   one line per shard to drill (--check plan)
 "{{ item | mcfleet.fleet.network_problem }}"   '' for an IPv4/IPv6 address or CIDR, else why not
 "{{ mcfleet | mcfleet.fleet.maintenance_plan(play_hosts, reason=..., action=..., ...) }}"   plan or refusals
@@ -115,6 +116,10 @@ def drill_plan(model, inventory_hosts, **choices):
     return drill_plan_utils.plan_drill(model, inventory_hosts, **choices)
 
 
+def proxy_drill_plan(model, inventory_hosts, **choices):
+    return drill_plan_utils.plan_proxy_drill(model, inventory_hosts, **choices)
+
+
 def drill_plan_lines(model, targets):
     return drill_plan_utils.describe_targets(model, targets)
 
@@ -171,6 +176,7 @@ class FilterModule:
             "proxy_options": proxy_options,
             "tls_tunnels": tls_tunnels,
             "drill_plan": drill_plan,
+            "proxy_drill_plan": proxy_drill_plan,
             "drill_plan_lines": drill_plan_lines,
             "memcached_clients": memcached_clients,
             "maintenance_plan": maintenance_plan,
