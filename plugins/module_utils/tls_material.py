@@ -20,17 +20,22 @@ class TLSMaterialError(ValueError):
     """Bad TLS material; the message names the field and the value (never key bytes)."""
 
 
+# Imported when used, so that importing this file (preflight does) needs no `cryptography`.
 def _x509():
-    # Imported here so that module_utils that only list names stay importable without it.
     from cryptography import x509
+
+    return x509
+
+
+def _serialization():
     from cryptography.hazmat.primitives import serialization
 
-    return x509, serialization
+    return serialization
 
 
 def load_certificate(pem, field):
     """The first certificate of PEM text or bytes; `field` names where it came from in errors."""
-    x509, _ = _x509()
+    x509 = _x509()
     data = pem.encode() if isinstance(pem, str) else pem
     try:
         return x509.load_pem_x509_certificate(data)
@@ -39,7 +44,7 @@ def load_certificate(pem, field):
 
 
 def _public_bytes(public_key):
-    _, serialization = _x509()
+    serialization = _serialization()
     return public_key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
@@ -47,7 +52,7 @@ def _public_bytes(public_key):
 
 def key_matches(certificate, key_pem, key_field):
     """True when the private key in `key_pem` is the certificate's; raises on an unreadable key."""
-    _, serialization = _x509()
+    serialization = _serialization()
     data = key_pem.encode() if isinstance(key_pem, str) else key_pem
     try:
         key = serialization.load_pem_private_key(data, password=None)
@@ -65,7 +70,7 @@ def days_left(certificate, now=None):
 
 def ip_addresses(certificate):
     """The IP addresses in the certificate's subjectAltName, as strings."""
-    x509, _ = _x509()
+    x509 = _x509()
     try:
         names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:

@@ -35,7 +35,7 @@ options:
     type: path
     required: true
   address:
-    description: An address the certificate must name as an IP subjectAltName (a proxy's: its peers check it).
+    description: An address the certificate must name as an IP subjectAltName (a proxy's; its peers check it).
     type: str
   min_days_left:
     description: Fail when the certificate expires in fewer days than this.
