@@ -55,14 +55,7 @@ def plan_drill(
         problems.append(f"drill_mode={mode}: not one of {', '.join(MODES)}")
     if policy not in REJOIN_POLICIES:
         problems.append(f"rejoin_policy={policy}: not one of {', '.join(REJOIN_POLICIES)}")
-    if not (rollback.isdigit() and 1 <= int(rollback) <= MAX_ROLLBACK_S):
-        problems.append(
-            f"drill_rollback_s={rollback}: must be a whole number of seconds from 1 to {MAX_ROLLBACK_S}"
-        )
-    if not lab_subnet:
-        problems.append(
-            "lab_subnet: not set; the drill sends its client traffic only to a lab subnet or loopback"
-        )
+    problems.extend(_safety_problems(rollback, lab_subnet))
     dc = model["datacentres"].get(chosen)
     if chosen in datacentres_with_shards and not (dc["routers"] and dc["gutter"]):
         problems.append(f"datacentre {chosen}: no router or no gutter server to drill against")
@@ -75,6 +68,20 @@ def plan_drill(
         "rollback_s": int(rollback) if rollback.isdigit() else None,
         "problems": problems,
     }
+
+
+def _safety_problems(rollback, lab_subnet):
+    """What every drill needs: a rollback timer in range, and a lab subnet to confine traffic to."""
+    problems = []
+    if not (rollback.isdigit() and 1 <= int(rollback) <= MAX_ROLLBACK_S):
+        problems.append(
+            f"drill_rollback_s={rollback}: must be a whole number of seconds from 1 to {MAX_ROLLBACK_S}"
+        )
+    if not lab_subnet:
+        problems.append(
+            "lab_subnet: not set; the drill sends its client traffic only to a lab subnet or loopback"
+        )
+    return problems
 
 
 def describe_targets(model, targets):
@@ -146,14 +153,7 @@ def plan_proxy_drill(model, inventory_hosts, target="", datacentre="", rollback_
         problems.append(
             f"drill_target={target}: no router in another datacentre writes through {chosen}'s proxies"
         )
-    if not (rollback.isdigit() and 1 <= int(rollback) <= MAX_ROLLBACK_S):
-        problems.append(
-            f"drill_rollback_s={rollback}: must be a whole number of seconds from 1 to {MAX_ROLLBACK_S}"
-        )
-    if not lab_subnet:
-        problems.append(
-            "lab_subnet: not set; the drill sends its client traffic only to a lab subnet or loopback"
-        )
+    problems.extend(_safety_problems(rollback, lab_subnet))
     sources = [
         entry["address"]
         for name in others
