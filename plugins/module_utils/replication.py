@@ -57,9 +57,9 @@ def check_replication(router, remote_shards, count, deadline_s=3.0, tag=None, lo
     `router`, `reader`: MemcacheClient; `remote_shards`, `local_shards`: lists of them.
     `reader` (optional) is a router of the other datacentre: each arrived key must read back
     through it, i.e. sit on the shard that datacentre's own routing picks. Returns counts
-    (attempted, acknowledged, set_arrived, set_lost, delete_arrived, delete_lost, local_missing,
-    wrong_shard, on_more_than_one_shard), keys per remote shard, delays in ms (p50, p99) and
-    the first errors.
+    (attempted, acknowledged, set_arrived, set_arrived_late, set_lost, delete_arrived,
+    delete_lost, local_missing, wrong_shard, on_more_than_one_shard), keys per remote shard,
+    delays in ms (p50, p99) and the first errors. Deletes are measured for keys that arrived.
     """
     tag = tag or f"repl-{os.getpid()}-{int(time.time() * 1000)}"
     set_delays, delete_delays, errors = [], [], []
@@ -68,6 +68,10 @@ def check_replication(router, remote_shards, count, deadline_s=3.0, tag=None, lo
         0,
     )
     per_shard = [0] * len(remote_shards)
+    # Once a key is lost, later ones are not waited for one by one (a cut-off datacentre
+    # would cost deadline_s per key): they are looked for once more at the end, after one
+    # more deadline_s, and counted as arrived late or lost.
+    waiting, late_candidates = True, []
     for index in range(count):
         key, value = f"{tag}-{index}", f"v{index}-{tag}"
         start = time.monotonic()
@@ -77,19 +81,21 @@ def check_replication(router, remote_shards, count, deadline_s=3.0, tag=None, lo
             errors.append(f"set {key}: {error}")
             router.close()
             continue
-        arrived = wait_for(remote_shards, key, True, start + deadline_s)
+        arrived = wait_for(remote_shards, key, True, start + (deadline_s if waiting else 0))
         # The local leg is synchronous: the value is there once the router answered.
         counts["local_missing"] += bool(local_shards) and not holders(local_shards, key)
         if not arrived:
-            counts["set_lost"] += 1
-        else:
-            set_delays.append((time.monotonic() - start) * 1000)
-            found = holders(remote_shards, key)
-            counts["on_more_than_one_shard"] += len(found) > 1
-            for shard_index in found:
-                per_shard[shard_index] += 1
-            if reader is not None and reader.get(key) != value.encode():
-                counts["wrong_shard"] += 1
+            late_candidates.append(key)
+            waiting = False
+            continue
+        waiting = True
+        set_delays.append((time.monotonic() - start) * 1000)
+        found = holders(remote_shards, key)
+        counts["on_more_than_one_shard"] += len(found) > 1
+        for shard_index in found:
+            per_shard[shard_index] += 1
+        if reader is not None and reader.get(key) != value.encode():
+            counts["wrong_shard"] += 1
         start = time.monotonic()
         try:
             router.delete(BROADCAST_PREFIX + key)
@@ -102,10 +108,21 @@ def check_replication(router, remote_shards, count, deadline_s=3.0, tag=None, lo
         else:
             counts["delete_lost"] += 1
         counts["local_missing"] += bool(local_shards and holders(local_shards, key))
+    if late_candidates:
+        time.sleep(deadline_s)
+    late = [key for key in late_candidates if holders(remote_shards, key)]
+    counts["set_lost"] = len(late_candidates) - len(late)
+    for key in late_candidates:
+        try:
+            router.delete(BROADCAST_PREFIX + key)
+        except MemcacheError as error:
+            errors.append(f"delete {key}: {error}")
+            router.close()
     return {
         "attempted": count,
         **counts,
-        "set_arrived": len(set_delays),
+        "set_arrived": len(set_delays) + len(late),
+        "set_arrived_late": len(late),
         "delete_arrived": len(delete_delays),
         "keys_per_remote_shard": per_shard,
         "set_delay_ms": {"p50": quantile(set_delays, 0.5), "p99": quantile(set_delays, 0.99)},

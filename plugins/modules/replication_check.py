@@ -11,7 +11,8 @@ description:
   - Writes O(count) keys with the broadcast prefix C(/*/mw-wan/) through O(router), one at a
     time, and times each until it is visible on O(remote_shards) (read directly, without the
     prefix, as the routers store keys); then deletes each the same way and times its
-    disappearance. A key not there within O(deadline_s) is counted as lost.
+    disappearance. A key not there within O(deadline_s) is counted as lost. Once one is lost,
+    later keys are not waited for one by one; they get one more look at the end.
   - With O(reader) (a router or proxy of the other datacentre), each key that arrived must
     read back through it, i.e. sit on the shard that datacentre's own routing picks.
   - Sends only to loopback and O(allowed_networks); anything else is refused before a
@@ -129,6 +130,10 @@ acknowledged:
   type: int
 set_arrived:
   description: Sets visible on the remote shards within the deadline.
+  returned: success
+  type: int
+set_arrived_late:
+  description: Of O(set_arrived), sets seen only in the final look, one O(deadline_s) after the last write.
   returned: success
   type: int
 set_lost:
