@@ -16,6 +16,7 @@ The model itself is built once per run by the mcfleet.fleet.topology action (pla
 "{{ batch_size | mcfleet.fleet.gutter_room(shard_bytes, gutter_counters) }}"   None, or why it is short
 "{{ target | mcfleet.fleet.downgrades(host_releases) }}"       a refusal per host newer than the target
 "{{ timeline_path | mcfleet.fleet.client_errors(start, end) }}"   requests and errors in a traffic timeline
+"{{ timeline_path | mcfleet.fleet.steady_p99 }}"   median of a traffic timeline's per-second p99 (ms)
 "{{ reimage_command | mcfleet.fleet.reimage_argv(host, address, release) }}"   the command's words
 "{{ progress_log | mcfleet.fleet.maintenance_unfinished_hosts }}"   hosts an interrupted run left part way
 "{{ mcfleet | mcfleet.fleet.router_config_path(inventory_hostname, override) }}"  deployed config's path
@@ -158,6 +159,19 @@ def maintenance_unfinished_hosts(progress_log):
     return maintenance_progress.unfinished_hosts(maintenance_progress.load(progress_log))
 
 
+def steady_p99(timeline_path):
+    """The median of a traffic timeline's per-second p99 latencies (ms): one scheduling stall
+    on a shared machine moves one second's p99, not this figure."""
+    try:
+        rows = traffic_utils.per_second(traffic_utils.load_timeline(timeline_path))
+    except OSError as error:
+        raise AnsibleFilterError(
+            f"steady_p99: cannot read the traffic timeline {timeline_path}: {error}"
+        ) from None
+    values = sorted(row["p99_ms"] for row in rows if row["p99_ms"] is not None)
+    return values[len(values) // 2] if values else None
+
+
 def client_errors(timeline_path, start=None, end=None):
     try:
         return traffic_utils.client_errors(timeline_path, start, end)
@@ -184,6 +198,7 @@ class FilterModule:
             "maintenance_live_problems": maintenance_live_problems,
             "downgrades": downgrades,
             "client_errors": client_errors,
+            "steady_p99": steady_p99,
             "maintenance_unfinished_hosts": maintenance_unfinished_hosts,
             "reimage_argv": reimage_argv,
             "network_problem": network_problem,
