@@ -133,7 +133,7 @@ set_arrived:
   returned: success
   type: int
 set_arrived_late:
-  description: Of O(set_arrived), sets seen only in the final look, one O(deadline_s) after the last write.
+  description: Of RV(set_arrived), sets seen only in the final look, one O(deadline_s) after the last write.
   returned: success
   type: int
 set_lost:
