@@ -105,6 +105,6 @@ units: ansible-test-venv ansible-test-tree
 # Scenarios by name: a new scenario must be added here.
 # Molecule prints "CRITICAL 'molecule/default/molecule.yml' glob failed" on every run:
 # it looks for a `default` scenario this repository does not have, and carries on.
-MOLECULE_SCENARIOS := memcached router drill maintenance
+MOLECULE_SCENARIOS := memcached router drill maintenance proxies
 molecule:
 	set -e; for scenario in $(MOLECULE_SCENARIOS); do molecule test -s $$scenario; done

@@ -4,7 +4,8 @@ Its documentation is the module stub plugins/modules/preflight_probe.py. One tas
 instead of one per probe: on a lab of 14 containers, each task costs a worker process per
 host however little it does, so four tasks cost seconds that one does not. The modules run
 are the same as they would be as tasks, each once: netfilter_rules; memcached_health on a
-memcached server, or router_health and a stat (SHA-1) of the deployed config on a router.
+memcached server, or router_health and a stat (SHA-1) of the deployed config on a router;
+slurp of each TLS certificate named (their expiry is read on the controller).
 
 The health call is timed on the controller (`controller_sent`, `controller_received` in its
 result): the host's clock it returns was read in between, which is what the clock check
@@ -23,6 +24,7 @@ ARGUMENT_SPEC = {
     "memcached": {"type": "dict"},
     "router": {"type": "dict"},
     "config_path": {"type": "str"},
+    "certificates": {"type": "list", "elements": "str", "default": []},
 }
 
 
@@ -67,5 +69,11 @@ class ActionModule(ActionBase):
                     task_vars,
                 )
                 probes["config_path"] = args["config_path"]
+        # Certificates are public: their text comes back for the report to read the expiry.
+        if args["certificates"]:
+            probes["certificates"] = {
+                path: self._module("ansible.builtin.slurp", {"src": path}, task_vars)
+                for path in args["certificates"]
+            }
         self._remove_tmp_path(self._connection._shell.tmpdir)
         return {**result, "changed": False, **probes}

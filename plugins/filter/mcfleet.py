@@ -5,8 +5,10 @@ The model itself is built once per run by the mcfleet.fleet.topology action (pla
 "{{ mcfleet | mcfleet.fleet.router_config_name(inventory_hostname) }}"   config.json | proxy.lua
 "{{ mcfleet | mcfleet.fleet.mcrouter_flags(inventory_hostname) }}"       list of mcrouter flags
 "{{ mcfleet | mcfleet.fleet.proxy_options(inventory_hostname, config_path, library_path) }}"
+"{{ mcfleet | mcfleet.fleet.tls_tunnels(inventory_hostname) }}"   a memcached-proxy host's TLS tunnels
 "{{ mcfleet | mcfleet.fleet.memcached_clients(inventory_hostname) }}"    CIDRs that may reach a shard
 "{{ mcfleet | mcfleet.fleet.drill_plan(groups['all'], shard=..., mode=...) }}"   drill targets or refusals
+"{{ mcfleet | mcfleet.fleet.proxy_drill_plan(groups['all'], target=..., datacentre=...) }}"   proxies to block
 "{{ mcfleet | mcfleet.fleet.drill_plan_lines(targets) }}"   one line per shard to drill (--check plan)
 "{{ item | mcfleet.fleet.network_problem }}"   '' for an IPv4/IPv6 address or CIDR, else why not
 "{{ mcfleet | mcfleet.fleet.maintenance_plan(play_hosts, reason=..., action=..., ...) }}"   plan or refusals
@@ -16,6 +18,7 @@ The model itself is built once per run by the mcfleet.fleet.topology action (pla
 "{{ timeline_path | mcfleet.fleet.client_errors(start, end) }}"   requests and errors in a traffic timeline
 "{{ mcfleet | mcfleet.fleet.client_placement(dc, lab_subnet=..., client_router=...) }}"   where the
     client of a drill or maintenance runs (controller or app server) and what it may reach
+"{{ timeline_path | mcfleet.fleet.steady_p99 }}"   median of a traffic timeline's per-second p99 (ms)
 "{{ reimage_command | mcfleet.fleet.reimage_argv(host, address, release) }}"   the command's words
 "{{ progress_log | mcfleet.fleet.maintenance_unfinished_hosts }}"   hosts an interrupted run left part way
 "{{ mcfleet | mcfleet.fleet.router_config_path(inventory_hostname, override) }}"  deployed config's path
@@ -117,6 +120,11 @@ def proxy_options(model, host, config_path, library_path):
     return render_memcached_proxy.command_line_options(model, host, config_path, library_path)
 
 
+def tls_tunnels(model, host):
+    _router(model, host)
+    return render_memcached_proxy.tls_tunnels(model, host)
+
+
 def drill_plan(model, inventory_hosts, **choices):
     return drill_plan_utils.plan_drill(model, inventory_hosts, **choices)
 
@@ -127,6 +135,10 @@ def client_placement(model, datacentre, lab_subnet=None, client_router=None):
     if placement["problems"]:
         raise AnsibleFilterError("; ".join(placement["problems"]))
     return placement
+
+
+def proxy_drill_plan(model, inventory_hosts, **choices):
+    return drill_plan_utils.plan_proxy_drill(model, inventory_hosts, **choices)
 
 
 def drill_plan_lines(model, targets):
@@ -165,6 +177,19 @@ def reimage_argv(command, host, address, release):
 def maintenance_unfinished_hosts(progress_log):
     """Hosts an interrupted run of playbooks/rolling_maintenance.yml left part way."""
     return maintenance_progress.unfinished_hosts(maintenance_progress.load(progress_log))
+
+
+def steady_p99(timeline_path):
+    """The median of a traffic timeline's per-second p99 latencies (ms): one scheduling stall
+    on a shared machine moves one second's p99, not this figure."""
+    try:
+        rows = traffic_utils.per_second(traffic_utils.load_timeline(timeline_path))
+    except OSError as error:
+        raise AnsibleFilterError(
+            f"steady_p99: cannot read the traffic timeline {timeline_path}: {error}"
+        ) from None
+    values = sorted(row["p99_ms"] for row in rows if row["p99_ms"] is not None)
+    return values[len(values) // 2] if values else None
 
 
 def client_errors(timeline_path, start=None, end=None):
@@ -208,7 +233,9 @@ class FilterModule:
             "router_config_name": router_config_name,
             "mcrouter_flags": mcrouter_flags,
             "proxy_options": proxy_options,
+            "tls_tunnels": tls_tunnels,
             "drill_plan": drill_plan,
+            "proxy_drill_plan": proxy_drill_plan,
             "drill_plan_lines": drill_plan_lines,
             "memcached_clients": memcached_clients,
             "maintenance_plan": maintenance_plan,
@@ -217,6 +244,7 @@ class FilterModule:
             "downgrades": downgrades,
             "client_errors": client_errors,
             "client_placement": client_placement,
+            "steady_p99": steady_p99,
             "maintenance_unfinished_hosts": maintenance_unfinished_hosts,
             "reimage_argv": reimage_argv,
             "network_problem": network_problem,

@@ -61,10 +61,7 @@ def plan_drill(
         problems.append(f"drill_mode={mode}: not one of {', '.join(MODES)}")
     if policy not in REJOIN_POLICIES:
         problems.append(f"rejoin_policy={policy}: not one of {', '.join(REJOIN_POLICIES)}")
-    if not (rollback.isdigit() and 1 <= int(rollback) <= MAX_ROLLBACK_S):
-        problems.append(
-            f"drill_rollback_s={rollback}: must be a whole number of seconds from 1 to {MAX_ROLLBACK_S}"
-        )
+    problems.extend(_rollback_problems(rollback))
     dc = model["datacentres"].get(chosen)
     client = None
     if chosen in datacentres_with_shards and not (dc["routers"] and dc["gutter"]):
@@ -90,6 +87,25 @@ def plan_drill(
     }
 
 
+def _rollback_problems(rollback):
+    """The on-host rollback timer every drill arms must be in range."""
+    if rollback.isdigit() and 1 <= int(rollback) <= MAX_ROLLBACK_S:
+        return []
+    return [f"drill_rollback_s={rollback}: must be a whole number of seconds from 1 to {MAX_ROLLBACK_S}"]
+
+
+def _safety_problems(rollback, lab_subnet):
+    """A proxy drill's client runs on the controller only: a rollback timer in range, and a
+    lab subnet to confine its traffic to."""
+    problems = _rollback_problems(rollback)
+    if not lab_subnet:
+        problems.append(
+            "lab_subnet: not set; a proxy drill sends its client traffic from the controller, only to"
+            " a lab subnet or loopback"
+        )
+    return problems
+
+
 def describe_targets(model, targets):
     """One line per shard, in drill order, for the plan printed under --check."""
     lines = []
@@ -110,3 +126,67 @@ def describe_targets(model, targets):
             f"blocked for {', '.join(sources) or 'nobody'}"
         )
     return lines
+
+
+PROXY_POOLS = ("proxies_primary", "proxies_secondary")
+EVERY_PROXY = "all-proxies"
+
+
+def plan_proxy_drill(model, inventory_hosts, target="", datacentre="", rollback_s="300", lab_subnet=None):
+    """Return the proxy drill's plan: {"datacentre", "targets", "sources", "writer", "rollback_s",
+    "problems"}; targets is empty when refused.
+
+    `target` is a proxy host (its cross-datacentre port is blocked), or "all-proxies" with
+    `datacentre` (every proxy of that datacentre). The block is for the routers and proxies
+    of the other datacentres (the ones that reach these proxies); `writer` is the router of
+    another datacentre whose replicated writes and local traffic the drill measures.
+    """
+    target, datacentre, rollback = str(target or ""), str(datacentre or ""), str(rollback_s)
+    problems = []
+    entry = model["hosts"].get(target) if target != EVERY_PROXY else None
+    if target == EVERY_PROXY:
+        if datacentre not in model["datacentres"]:
+            problems.append(
+                f"drill_datacentre={datacentre or '(not set)'}: drill_target={EVERY_PROXY} needs a "
+                f"datacentre of this inventory ({', '.join(model['datacentres'])})"
+            )
+    elif target not in inventory_hosts:
+        problems.append(f"drill_target={target}: no such host in this inventory")
+    elif entry is None or entry["pool"] not in ("proxy_primary", "proxy_secondary"):
+        where = f"its pool is {entry['pool']}" if entry else "not in the topology model"
+        problems.append(f"drill_target={target}: not a cross-datacentre proxy ({where})")
+    elif datacentre and datacentre != entry["datacentre"]:
+        problems.append(f"drill_datacentre={datacentre}: drill_target={target} is in {entry['datacentre']}")
+    chosen = entry["datacentre"] if entry else datacentre
+    dc = model["datacentres"].get(chosen)
+    targets = []
+    if dc and not problems:
+        every = [proxy["host"] for pool in PROXY_POOLS for proxy in dc[pool]]
+        targets = every if target == EVERY_PROXY else [target]
+        if not targets:
+            problems.append(f"drill_datacentre={chosen}: has no proxies (proxies_primary, proxies_secondary)")
+        if target != EVERY_PROXY and entry["pool"] == "proxy_primary" and not dc["proxies_secondary"]:
+            problems.append(
+                f"drill_target={target}: datacentre {chosen} has no proxies_secondary to fail over to"
+            )
+    others = [name for name in model["datacentres"] if name != chosen and model["datacentres"][name]["local"]]
+    writers = [router for name in others for router in model["datacentres"][name]["routers"]]
+    if dc and not problems and not writers:
+        problems.append(
+            f"drill_target={target}: no router in another datacentre writes through {chosen}'s proxies"
+        )
+    problems.extend(_safety_problems(rollback, lab_subnet))
+    sources = [
+        entry["address"]
+        for name in others
+        for pool in ("routers", *PROXY_POOLS)
+        for entry in model["datacentres"][name][pool]
+    ]
+    return {
+        "datacentre": chosen,
+        "targets": [] if problems else targets,
+        "sources": list(dict.fromkeys(sources)),
+        "writer": writers[0]["host"] if writers else None,
+        "rollback_s": int(rollback) if rollback.isdigit() else None,
+        "problems": problems,
+    }

@@ -36,6 +36,7 @@ CHECKS = (
     "restart_pending",
     "router_config",
     "router_backends",
+    "certificates",
     "netfilter",
     "gutter_capacity",
 )
@@ -239,8 +240,45 @@ def _host_rows(host, entry, probe, expected_sha1, target_release=None):
     else:
         rows.append(_router_config_row(host, ran["config"], probe.get("config_path"), expected_sha1))
         rows.append(_router_backends_row(host, health if health_ok else None, health))
+    if probe.get("certificates"):
+        rows.append(certificates_row(host, probe["certificates"]))
     rows.append(_netfilter_row(host, ran["netfilter"]))
     return rows
+
+
+def certificates_row(host, slurped, now=None):
+    """FAIL when a TLS certificate on the host cannot be read or has under MIN_DAYS_LEFT days left.
+
+    `slurped`: {path: ansible.builtin.slurp's result}. Certificates are parsed here, on the
+    controller (plugins/module_utils/tls_material.py needs `cryptography`).
+    """
+    import base64
+
+    from ansible_collections.mcfleet.fleet.plugins.module_utils import tls_material
+
+    problems, seen = [], []
+    for path, result in sorted(slurped.items()):
+        if not isinstance(result, Mapping) or result.get("failed") or "content" not in result:
+            problems.append(f"{path}: not read: {_one_line((result or {}).get('msg', 'slurp did not run'))}")
+            continue
+        try:
+            certificate = tls_material.load_certificate(base64.b64decode(result["content"]), path)
+        except tls_material.TLSMaterialError as error:
+            problems.append(str(error))
+            continue
+        left = tls_material.days_left(certificate, now)
+        seen.append(
+            {"path": path, "days_left": left, "not_after": certificate.not_valid_after_utc.isoformat()}
+        )
+        if left < tls_material.MIN_DAYS_LEFT:
+            problems.append(
+                f"{path} expires {certificate.not_valid_after_utc.date()}: {left} days left, "
+                f"under {tls_material.MIN_DAYS_LEFT}; renew it"
+            )
+    if problems:
+        return _row("certificates", host, FAIL, "; ".join(problems), {"certificates": seen})
+    described = ", ".join(f"{item['path']} {item['days_left']} days" for item in seen)
+    return _row("certificates", host, OK, f"valid for {described}", {"certificates": seen})
 
 
 def _memcached_rows(host, health, raw):

@@ -101,8 +101,13 @@ def render_config_text(model, router_host):
 def command_line_flags(model, router_host, config_path=CONFIG_PATH, tls_paths=None):
     """mcrouter's flags for `router_host`, every value taken from the model.
 
-    `tls_paths` ({cert, key, ca}) adds the TLS listener; proxies need it when the fleet
-    talks TLS across datacentres.
+    `tls_paths` ({cert, key, ca}; the model's `tls.paths` by default) is used when the
+    fleet talks TLS across datacentres and this host takes part (its `tls_files` is set):
+    every such router presents its certificate and checks its peers against the CA when it
+    dials a remote proxy's `ssl` servers, and a proxy also listens with TLS on the
+    cross-datacentre port. Flags as in mcrouter's mcrouter_options.h (ssl_port,
+    pem_cert_path, pem_key_path, pem_ca_path) and Wikimedia's operations-puppet
+    modules/mcrouter (the Mcrouter::Ssl type).
     """
     router = model["routers"][router_host]
     tko = model["tko"]
@@ -119,13 +124,16 @@ def command_line_flags(model, router_host, config_path=CONFIG_PATH, tls_paths=No
         f"--probe-timeout-initial={tko['probe_timeout_initial_ms']}",
         f"--probe-timeout-max={tko['probe_timeout_max_ms']}",
     ]
-    if router["cross_dc_port"] is not None and model["cross_dc_tls"] and tls_paths:
-        flags += [
-            f"--ssl-port={router['cross_dc_port']}",
-            f"--pem-cert-path={tls_paths['cert']}",
-            f"--pem-key-path={tls_paths['key']}",
-            f"--pem-ca-path={tls_paths['ca']}",
-        ]
+    if not (model["cross_dc_tls"] and router.get("tls_files")):
+        return flags
+    tls_paths = tls_paths or model["tls"]["paths"]
+    if router["cross_dc_port"] is not None:
+        flags.append(f"--ssl-port={router['cross_dc_port']}")
+    flags += [
+        f"--pem-cert-path={tls_paths['cert']}",
+        f"--pem-key-path={tls_paths['key']}",
+        f"--pem-ca-path={tls_paths['ca']}",
+    ]
     return flags
 
 

@@ -20,6 +20,12 @@ key fraction divided by the number of main shards. Every candidate gets the same
 candidates compare with each other exactly (the lab copies a production-shaped twin of
 the shard too).
 
+Cross-datacentre TLS (`cross_dc_tls`): Debian's memcached (trixie, 1.6.38) is built without
+--enable-proxy-tls, so its proxy cannot dial TLS backends (memcached's configure.ac; Debian's
+debian/rules). A proxy serves TLS itself on its cross-datacentre port (memcached's own TLS
+listener, `-Z`), and a router reaches each remote proxy through a local TLS client tunnel
+(stunnel, set up by the cross_dc_tls role) on 127.0.0.1:<the proxy's tunnel_port>.
+
 memcached loads two Lua files: the route handlers routelib lacks (routes.lua, shipped as
 a file by the memcached_proxy role and loaded after routelib via `proxy_config`, because
 memcached runs `proxy_arg` only in its configuration thread) and the rendered per-host
@@ -66,21 +72,46 @@ def backend_settings(model):
 def command_line_options(model, router_host, config_path=CONFIG_PATH, library_path=LIBRARY_PATH):
     """memcached arguments that make it this host's proxy (listen port(s) and the Lua files)."""
     router = model["routers"][router_host]
-    listeners = [f"{router['address']}:{router['port']}"]
+    serves_tls = router["cross_dc_port"] is not None and model["cross_dc_tls"]
+    address = f"[{router['address']}]" if ":" in router["address"] else router["address"]
+    # With TLS on (-Z) every listener is TLS unless marked notls: (memcached's doc/protocol.txt, "-Z").
+    listeners = [f"{'notls:' if serves_tls else ''}{address}:{router['port']}"]
     if router["role"] == "router" and not router["address"].startswith("127."):
         # App-server clients (and a drill's or maintenance's client placed there) use loopback.
         listeners.append(f"127.0.0.1:{router['port']}")
     if router["cross_dc_port"] is not None:
-        listeners.append(f"{router['address']}:{router['cross_dc_port']}")
-    listeners = [
-        f"[{a}]:{p}" if a.count(":") > 1 else f"{a}:{p}" for a, p in (x.rsplit(":", 1) for x in listeners)
-    ]
-    return [
-        "-l",
-        ",".join(listeners),
-        "-o",
-        f"proxy_config=routelib:{library_path},proxy_arg={config_path}",
-    ]
+        listeners.append(f"{address}:{router['cross_dc_port']}")
+    options = ["-l", ",".join(listeners)]
+    if serves_tls:
+        paths = model["tls"]["paths"]
+        options += [
+            "-Z",
+            "-o",
+            f"ssl_chain_cert={paths['cert']},ssl_key={paths['key']},ssl_ca_cert={paths['ca']}",
+        ]
+    return [*options, "-o", f"proxy_config=routelib:{library_path},proxy_arg={config_path}"]
+
+
+def tls_tunnels(model, router_host):
+    """[{name, accept_port, address, port}]: local TLS tunnels `router_host` reaches remote proxies by."""
+    if not model["cross_dc_tls"]:
+        return []
+    local = model["routers"][router_host]["datacentre"]
+    tunnels = []
+    for name, dc in model["datacentres"].items():
+        if name == local:
+            continue
+        for pool in ("proxies_primary", "proxies_secondary"):
+            for entry in dc[pool]:
+                tunnels.append(
+                    {
+                        "name": entry["host"],
+                        "accept_port": entry["tunnel_port"],
+                        "address": entry["address"],
+                        "port": entry["port"],
+                    }
+                )
+    return tunnels
 
 
 def shadow_pool_name(datacentre, candidate):
@@ -119,12 +150,17 @@ def render_config_text(model, router_host):
     for candidate in shadow["candidates"] if shadow else []:
         lines += _pool_lines(shadow_pool_name(local, candidate), [candidate])
     cross_dc_options = _cross_dc_backend_options(model)
+    tunnel = model["cross_dc_tls"]
+    if tunnel and any(datacentres[name]["proxies_primary"] for name in others):
+        lines.append("    -- Remote proxies through this host's TLS tunnels (stunnel on 127.0.0.1).")
     for name in others:
         dc, names = datacentres[name], pool_names(name)
         if dc["proxies_primary"]:
-            lines += _pool_lines(names["proxies_primary"], dc["proxies_primary"], cross_dc_options)
+            lines += _pool_lines(names["proxies_primary"], dc["proxies_primary"], cross_dc_options, tunnel)
             if dc["proxies_secondary"]:
-                lines += _pool_lines(names["proxies_secondary"], dc["proxies_secondary"], cross_dc_options)
+                lines += _pool_lines(
+                    names["proxies_secondary"], dc["proxies_secondary"], cross_dc_options, tunnel
+                )
         else:
             lines += _pool_lines(names["main"], dc["main"], cross_dc_options)
     lines += ["}", ""]
@@ -260,19 +296,19 @@ def _remote_route_lines(name, dc):
 
 def _cross_dc_backend_options(model):
     timeout = _lua_number(model["tko"]["cross_region_timeout_ms"] / 1000)
-    options = f"connecttimeout = {timeout}, readtimeout = {timeout}"
-    if model["cross_dc_tls"]:
-        options += ", tls = true"
-    return options
+    return f"connecttimeout = {timeout}, readtimeout = {timeout}"
 
 
-def _pool_lines(name, entries, backend_options=None):
+def _pool_lines(name, entries, backend_options=None, through_tunnel=False):
     lines = [f"    {_lua_key(name)} = {{"]
     if backend_options:
         lines.append(f"        backend_options = {{ {backend_options} }},")
     lines.append("        backends = {")
     for entry in entries:
-        backend = f'host = "{entry["address"]}", port = {entry["port"]}, label = "{entry["host"]}"'
+        host, port = (
+            ("127.0.0.1", entry["tunnel_port"]) if through_tunnel else (entry["address"], entry["port"])
+        )
+        backend = f'host = "{host}", port = {port}, label = "{entry["host"]}"'
         lines.append(f"            {{ {backend} }},")
     lines += ["        },", "    },"]
     return lines

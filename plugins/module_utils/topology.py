@@ -10,8 +10,12 @@ Shape:
     datacentres.<dc>: name, local, route_prefix, broadcast_prefix,
                       main, gutter, routers, proxies_primary, proxies_secondary
                       (lists of {host, address, port}, sorted by host)
+    (proxy entries also carry tunnel_port: see `tls` below)
     ports, gutter_ttl_s, failover_errors, tko, cross_dc_tls, broadcast_prefix
-    routers.<host>:  datacentre, engine, address, port, role, cross_dc_port
+    tls:             ca_file (controller path of the operator's CA certificate, or None),
+                     paths {ca, cert, key} (where hosts keep them), tunnel_base_port
+    routers.<host>:  datacentre, engine, address, port, role, cross_dc_port,
+                     tls_files {cert, key} (controller paths) or None
     hosts.<host>:    datacentre, pool, address, port,
                      release (the Debian release the host must run: `mcfleet_release`, or None)
     controller_addresses: addresses the controller reaches memcached from (drills, checks)
@@ -82,6 +86,11 @@ DEFAULTS = {
     "mcfleet_router_engine": "mcrouter",
     "mcfleet_cross_dc_tls": True,
     "mcfleet_remote_datacentres": {},
+    # The operator's CA certificate on the controller; every cross-datacentre peer trusts it.
+    "mcfleet_tls_ca_file": None,
+    # Routers whose engine cannot dial TLS (memcached's proxy on Debian trixie) reach each
+    # remote proxy through a local TLS tunnel on 127.0.0.1:<base + the proxy's index>.
+    "mcfleet_tls_tunnel_base_port": 21214,
     # Where playbooks run from: shards admit it so drills and checks can read them.
     "mcfleet_controller_addresses": [],
     # A shadow of one main shard's traffic (playbooks/shadow_lru.yml sets one for a run).
@@ -105,10 +114,19 @@ FLEET_SETTINGS = (
     "mcfleet_remote_datacentres",
     "mcfleet_controller_addresses",
     "mcfleet_shadow",
+    "mcfleet_tls_ca_file",
+    "mcfleet_tls_tunnel_base_port",
 )
 SHADOW_KEYS = ("shard", "candidates", "key_fraction", "routers")
 # A candidate is a spare server, not an inventory host; its name labels pools and reports.
 CANDIDATE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# Where routers and proxies keep the cross-datacentre TLS material (installed from the
+# controller files named by mcfleet_tls_ca_file, mcfleet_tls_cert_file, mcfleet_tls_key_file).
+TLS_PATHS = {
+    "ca": "/etc/mcfleet/tls/ca.pem",
+    "cert": "/etc/mcfleet/tls/cert.pem",
+    "key": "/etc/mcfleet/tls/key.pem",
+}
 # Debian releases a host may be expected to run (`mcfleet_release`, optional per host):
 # the ones the memcached role has vars for (roles/memcached/vars/<release>.yml).
 RELEASES = ("buster", "bullseye", "bookworm", "trixie")
@@ -203,6 +221,10 @@ def build_topology(groups, hostvars, shadow=None):
                 "port": port,
                 "role": ROUTER_ROLES[pool],
                 "cross_dc_port": ports["tls"] if is_proxy else None,
+                "tls_files": {
+                    "cert": _plain(hvars.get("mcfleet_tls_cert_file")),
+                    "key": _plain(hvars.get("mcfleet_tls_key_file")),
+                },
             }
 
     _add_remote_datacentres(
@@ -211,6 +233,7 @@ def build_topology(groups, hostvars, shadow=None):
     _check_pools(datacentres, model_routers, problems)
     if not any(dc["main"] for dc in datacentres.values()):
         problems.append("memcached_main: no main shards in this inventory")
+    tls = _tls(settings, cross_dc_tls, datacentres, model_routers, problems)
 
     for dc in datacentres.values():
         for pool in ("main", "gutter", "routers", "proxies_primary", "proxies_secondary"):
@@ -219,6 +242,7 @@ def build_topology(groups, hostvars, shadow=None):
     model_shadow = _shadow(shadow_spec, datacentres, model_hosts, ports["memcached"], problems)
     if problems:
         raise TopologyError(problems)
+    _assign_tunnel_ports(datacentres, tls["tunnel_base_port"])
     return {
         "datacentres": dict(sorted(datacentres.items())),
         "ports": ports,
@@ -226,6 +250,7 @@ def build_topology(groups, hostvars, shadow=None):
         "failover_errors": failover_errors,
         "tko": tko,
         "cross_dc_tls": cross_dc_tls,
+        "tls": tls,
         "broadcast_prefix": BROADCAST_PREFIX,
         "routers": dict(sorted(model_routers.items())),
         "hosts": dict(sorted(model_hosts.items())),
@@ -291,6 +316,11 @@ def _pool_membership(groups, problems):
         if host_groups == ["memcached_main", "memcached_gutter"]:
             problems.append(
                 f"{host}: gutter server is also a main shard (memcached_main and memcached_gutter)"
+            )
+        elif host_groups == ["proxies_primary", "proxies_secondary"]:
+            problems.append(
+                f"proxies_secondary: {host} is also in proxies_primary; the secondary set must be "
+                "other hosts than the primary set, or it cannot take over when a primary is down"
             )
         elif len(host_groups) > 1:
             problems.append(f"{host}: host is in two pools: {', '.join(host_groups)}")
@@ -511,9 +541,17 @@ def _add_remote_datacentres(datacentres, remote, tls_port, endpoints, problems):
                     continue
                 host = str(raw.get("host", address)) if isinstance(raw, Mapping) else address
                 dc[pool].append({"host": host, "address": address, "port": tls_port})
-                _claim_endpoint(endpoints, address, tls_port, f"{name} {pool} {host}", problems)
+                if pool == "proxies_primary" or address not in {e["address"] for e in dc["proxies_primary"]}:
+                    _claim_endpoint(endpoints, address, tls_port, f"{name} {pool} {host}", problems)
         if not dc["proxies_primary"]:
             problems.append(f"{field}.proxies_primary: empty, so routes to {name} lead nowhere")
+        primary = {entry["address"] for entry in dc["proxies_primary"]}
+        overlap = sorted(entry["address"] for entry in dc["proxies_secondary"] if entry["address"] in primary)
+        if overlap:
+            problems.append(
+                f"{field}.proxies_secondary: {', '.join(overlap)} also in proxies_primary; the secondary "
+                "set must be other hosts than the primary set"
+            )
         datacentres[name] = dc
 
 
@@ -536,8 +574,9 @@ def _check_pools(datacentres, routers, problems):
                 "(no memcached_main or memcached_gutter hosts there)"
             )
         elif not dc["main"]:
+            kind = "router" if router["role"] == "router" else "proxy"
             problems.append(
-                f"{host}: router has no pools: datacentre {router['datacentre']!r} "
+                f"{host}: {kind} has no pools: datacentre {router['datacentre']!r} "
                 "has no memcached_main shards"
             )
 
@@ -649,3 +688,72 @@ def _key_fraction(value, problems):
         problems.append(f"{field}: {value!r} is not [from, to] with 0 <= from < to <= 1")
         return [0.0, 1.0]
     return [float(numbers[0]), float(numbers[1])]
+
+
+def _tls(settings, cross_dc_tls, datacentres, routers, problems):
+    """The cross-datacentre TLS settings; with TLS on, every peer needs its certificate and key.
+
+    A proxy serves TLS to the other datacentres; a router or proxy dials TLS when another
+    datacentre has proxies. Their files are controller paths, checked for existence, key
+    match and expiry by the cross_dc_tls role's controller check (this model reads no files).
+    """
+    base = _number(settings["mcfleet_tls_tunnel_base_port"])
+    proxies = sum(len(dc["proxies_primary"]) + len(dc["proxies_secondary"]) for dc in datacentres.values())
+    if not _is_int(base) or not 1024 <= base <= 65535 - proxies:
+        problems.append(
+            f"mcfleet_tls_tunnel_base_port: {base!r} is not a port from 1024 that leaves room for "
+            f"{proxies} tunnels below 65536"
+        )
+        base = DEFAULTS["mcfleet_tls_tunnel_base_port"]
+    ca_file = settings["mcfleet_tls_ca_file"]
+    tls = {"ca_file": ca_file, "paths": dict(TLS_PATHS), "tunnel_base_port": base}
+    if not cross_dc_tls:
+        for router in routers.values():
+            router["tls_files"] = None
+        return tls
+    needing = _tls_peers(datacentres, routers)
+    if needing and not _is_absolute_path(ca_file):
+        problems.append(
+            f"mcfleet_tls_ca_file: {ca_file!r} is not an absolute path to the CA certificate on the "
+            f"controller, and mcfleet_cross_dc_tls is true (TLS peers: {', '.join(needing[:3])})"
+        )
+    for host, router in sorted(routers.items()):
+        if host not in needing:
+            router["tls_files"] = None
+            continue
+        for kind in ("cert", "key"):
+            path = router["tls_files"][kind]
+            if path is None or path == "":
+                problems.append(
+                    f"{host}: mcfleet_tls_{kind}_file is missing, and mcfleet_cross_dc_tls is true "
+                    f"(this {'router dials' if router['role'] == 'router' else 'proxy serves'} TLS)"
+                )
+            elif not _is_absolute_path(path):
+                problems.append(
+                    f"{host}: mcfleet_tls_{kind}_file {path!r} is not an absolute path on the controller"
+                )
+    return tls
+
+
+def _tls_peers(datacentres, routers):
+    """Routers and proxies that serve or dial cross-datacentre TLS, sorted."""
+    with_proxies = {name for name, dc in datacentres.items() if dc["proxies_primary"]}
+    return sorted(
+        host
+        for host, router in routers.items()
+        if router["role"] != "router" or with_proxies - {router["datacentre"]}
+    )
+
+
+def _is_absolute_path(value):
+    return isinstance(value, str) and value.startswith("/")
+
+
+def _assign_tunnel_ports(datacentres, base):
+    """Give every proxy a fleet-wide tunnel port (base + its index in datacentre, set, host order)."""
+    index = 0
+    for _name, dc in sorted(datacentres.items()):
+        for pool in ("proxies_primary", "proxies_secondary"):
+            for entry in dc[pool]:
+                entry["tunnel_port"] = base + index
+                index += 1

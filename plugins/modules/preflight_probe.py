@@ -27,6 +27,13 @@ options:
   config_path:
     description: The router's deployed config file to checksum (with O(router) only).
     type: str
+  certificates:
+    description:
+      - PEM certificates on the host (TLS) whose expiry preflight checks; each is read with
+        M(ansible.builtin.slurp) and returned in C(certificates). Never private keys.
+    type: list
+    elements: str
+    default: []
 attributes:
   check_mode:
     support: full
@@ -70,4 +77,8 @@ config_path:
   description: O(config_path), as read.
   returned: with O(router) and O(config_path)
   type: str
+certificates:
+  description: Per path in O(certificates), the M(ansible.builtin.slurp) result (C(content), base64).
+  returned: with O(certificates)
+  type: dict
 """

@@ -141,7 +141,8 @@ def fleet_inventory(shards: dict[str, dict], settings: dict | None = None) -> di
     }
     return {
         "all": {
-            "vars": {"mcfleet_datacentre": "eqiad", **(settings or {})},
+            # One datacentre: no cross-datacentre TLS material to name.
+            "vars": {"mcfleet_datacentre": "eqiad", "mcfleet_cross_dc_tls": False, **(settings or {})},
             "children": {
                 "memcached": {"children": {"memcached_main": {}, "memcached_gutter": {}}},
                 "proxies": {"children": {"proxies_primary": {}}},

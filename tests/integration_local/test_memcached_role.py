@@ -28,6 +28,10 @@ TLS = {
     "memcached_tls_ca_path": "/etc/memcached/tls/ca.pem",
     "memcached_extstore_path": "/var/lib/memcached/extstore",
     "memcached_extstore_size_mb": 2048,
+    # Given, so the role installs them (this machine has no /etc/memcached/tls).
+    "memcached_tls_cert_content": "-----BEGIN CERTIFICATE-----\n",
+    "memcached_tls_key_content": "-----BEGIN PRIVATE KEY-----\n",
+    "memcached_tls_ca_content": "-----BEGIN CERTIFICATE-----\n",
 }
 
 
@@ -126,3 +130,25 @@ def test_tls_is_refused_where_memcached_is_built_without_it(tmp_path, major):
     assert f"memcached {RELEASES[major]} on Debian {major}" in message
     assert "TLS not built" in message
     assert CONF_TASK not in run.tasks.get("tlsold", {}), "refused before writing anything"
+
+
+def test_tls_without_certificate_or_key_anywhere_is_refused_before_any_change(tmp_path):
+    tls = {key: value for key, value in TLS.items() if not key.endswith("_content")}
+    tls["memcached_tls_cert_path"] = str(tmp_path / "absent-cert.pem")
+    tls["memcached_tls_key_path"] = str(tmp_path / "absent-key.pem")
+    shards = {"tlsbare": {"mcfleet_address": address(13), **tls}}
+    run = run_role(
+        tmp_path,
+        "mcfleet.fleet.memcached",
+        "tlsbare",
+        fleet_inventory(shards, SETTINGS),
+        debian=13,
+        skip_tags=SKIP,
+    )
+    assert run.returncode != 0
+    message = run.failures().get("tlsbare", "")
+    assert f"memcached_tls_cert_path={tmp_path}/absent-cert.pem is not on the host" in message
+    assert f"memcached_tls_key_path={tmp_path}/absent-key.pem is not on the host" in message
+    assert "memcached_tls_ca_path=/etc/memcached/tls/ca.pem is not on the host" in message
+    changed = [name for name, result in run.tasks.get("tlsbare", {}).items() if result.get("changed")]
+    assert changed == [], f"refused before any change, but {changed} changed"

@@ -46,6 +46,12 @@ def small_fleet(**settings):
         hostvars[f"mw{number}001"] = host_vars(dc, f"10.0.{number}.20")
         groups["proxies_primary"].append(f"mwproxy{number}001")
         hostvars[f"mwproxy{number}001"] = host_vars(dc, f"10.0.{number}.30")
-    for hvars in hostvars.values():
+    for host, hvars in hostvars.items():
+        # Cross-datacentre TLS is on by default: every router and proxy has its files.
+        hvars.update(
+            mcfleet_tls_ca_file="/srv/pki/ca.pem",
+            mcfleet_tls_cert_file=f"/srv/pki/{host}.pem",
+            mcfleet_tls_key_file=f"/srv/pki/{host}.key",
+        )
         hvars.update(settings)
     return groups, hostvars

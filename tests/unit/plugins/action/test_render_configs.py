@@ -42,6 +42,9 @@ def fleet_model(**settings):
                 hostvars[host] = {
                     "mcfleet_datacentre": dc,
                     "mcfleet_address": f"10.64.{number}.{len(hostvars) + 1}",
+                    "mcfleet_tls_ca_file": "/srv/pki/ca.pem",
+                    "mcfleet_tls_cert_file": f"/srv/pki/{host}.pem",
+                    "mcfleet_tls_key_file": f"/srv/pki/{host}.key",
                     **settings,
                 }
         hostvars[f"mwproxy{number}001"]["mcfleet_router_engine"] = "memcached_proxy"

@@ -14,7 +14,6 @@ from ansible_collections.mcfleet.fleet.plugins.module_utils.topology import (
     build_topology,
 )
 from ansible_collections.mcfleet.fleet.tests.unit.topology_fixtures import (
-    host_vars,
     inventory_data,
     small_fleet,
 )
@@ -44,10 +43,22 @@ def test_lab_inventory_model():
     assert eqiad["main"][0] == {"host": "mc1001", "address": "10.89.213.11", "port": 11211}
     assert [entry["host"] for entry in eqiad["gutter"]] == groups["eqiad_memcached_gutter"]
     # Proxies are reached from the other datacentre on the cross-datacentre port.
-    assert eqiad["proxies_primary"] == [{"host": "mwproxy1001", "address": "10.89.213.16", "port": 11214}]
+    # Each proxy has a fleet-wide tunnel port (codfw's two proxies come first).
+    assert eqiad["proxies_primary"] == [
+        {"host": "mwproxy1001", "address": "10.89.213.16", "port": 11214, "tunnel_port": 21216}
+    ]
     assert model["gutter_ttl_s"] == hostvars["mc1001"]["mcfleet_gutter_ttl_s"]
     assert model["tko"] == {**TKO_DEFAULTS, **hostvars["mc1001"]["mcfleet_tko"]}
-    assert model["cross_dc_tls"] is False
+    assert model["cross_dc_tls"] is True
+    assert model["tls"] == {
+        "ca_file": "/var/lib/mcfleet/lab-tls/ca.pem",
+        "paths": {
+            "ca": "/etc/mcfleet/tls/ca.pem",
+            "cert": "/etc/mcfleet/tls/cert.pem",
+            "key": "/etc/mcfleet/tls/key.pem",
+        },
+        "tunnel_base_port": 21214,
+    }
     assert model["routers"]["mw1001"] == {
         "datacentre": "eqiad",
         "engine": "memcached_proxy",
@@ -55,6 +66,11 @@ def test_lab_inventory_model():
         "port": 11213,
         "role": "router",
         "cross_dc_port": None,
+        # The unit test reads the inventory untemplated.
+        "tls_files": {
+            "cert": "/var/lib/mcfleet/lab-tls/{{ inventory_hostname }}.pem",
+            "key": "/var/lib/mcfleet/lab-tls/{{ inventory_hostname }}.key",
+        },
     }
     assert model["routers"]["mwproxy2002"]["role"] == "proxy_secondary"
     assert model["hosts"]["mc-gp2001"]["pool"] == "gutter"
@@ -141,7 +157,7 @@ def test_same_address_different_port_is_fine():
 def test_route_to_unknown_datacentre():
     groups, hostvars = small_fleet()
     groups["routers"].append("mw4001")
-    hostvars["mw4001"] = host_vars("ulsfo", "10.0.4.20")
+    hostvars["mw4001"] = {**hostvars["mw1001"], "mcfleet_datacentre": "ulsfo", "mcfleet_address": "10.0.4.20"}
     problem = only_problem(groups, hostvars)
     assert problem.startswith("mw4001: mcfleet_datacentre 'ulsfo' routes to an unknown datacentre")
 
@@ -234,7 +250,7 @@ def test_router_with_no_pools():
         groups["memcached_main"].remove(shard)
     problems = problems_of(groups, hostvars)
     assert "mw2001: router has no pools: datacentre 'codfw' has no memcached_main shards" in problems
-    assert "mwproxy2001: router has no pools: datacentre 'codfw' has no memcached_main shards" in problems
+    assert "mwproxy2001: proxy has no pools: datacentre 'codfw' has no memcached_main shards" in problems
     assert len(problems) == 2
 
 
@@ -358,3 +374,63 @@ def test_a_datacentre_without_proxies_admits_the_other_datacentres_routers():
     # The renderers route /codfw/ straight to codfw's main pool, so eqiad's router is its client.
     assert f"{eqiad_router}/32" in memcached_clients(model, "mc2001")
     assert f"{codfw_router}/32" in memcached_clients(model, "mc1001")
+
+
+def test_tls_on_without_certificate_paths():
+    groups, hostvars = small_fleet()
+    del hostvars["mwproxy2001"]["mcfleet_tls_key_file"]
+    for hvars in hostvars.values():
+        hvars["mcfleet_tls_ca_file"] = None
+    problems = problems_of(groups, hostvars)
+    assert problems == [
+        "mcfleet_tls_ca_file: None is not an absolute path to the CA certificate on the controller, and "
+        "mcfleet_cross_dc_tls is true (TLS peers: mw1001, mw2001, mwproxy1001)",
+        "mwproxy2001: mcfleet_tls_key_file is missing, and mcfleet_cross_dc_tls is true "
+        "(this proxy serves TLS)",
+    ]
+    # Without TLS nothing is asked for, and the model names no files.
+    model = build_topology(*small_fleet(mcfleet_cross_dc_tls=False, mcfleet_tls_cert_file=None))
+    assert {router["tls_files"] for router in model["routers"].values()} == {None}
+
+
+def test_a_router_with_no_remote_proxies_needs_no_certificate():
+    groups, hostvars = small_fleet()
+    groups["proxies_primary"] = []
+    for hvars in hostvars.values():
+        hvars.update(mcfleet_tls_cert_file=None, mcfleet_tls_key_file=None, mcfleet_tls_ca_file=None)
+    model = build_topology(groups, hostvars)
+    assert model["routers"]["mw1001"]["tls_files"] is None
+
+
+def test_secondary_proxies_must_not_overlap_the_primary():
+    groups, hostvars = small_fleet()
+    groups["proxies_secondary"] = ["mwproxy2001"]
+    assert only_problem(groups, hostvars) == (
+        "proxies_secondary: mwproxy2001 is also in proxies_primary; the secondary set must be other hosts "
+        "than the primary set, or it cannot take over when a primary is down"
+    )
+
+
+def test_remote_secondary_proxies_must_not_overlap_the_primary():
+    groups, hostvars = small_fleet()
+    remote = {"ulsfo": {"proxies_primary": ["10.0.4.1", "10.0.4.2"], "proxies_secondary": ["10.0.4.2"]}}
+    for hvars in hostvars.values():
+        hvars["mcfleet_remote_datacentres"] = remote
+    assert only_problem(groups, hostvars) == (
+        "mcfleet_remote_datacentres.ulsfo.proxies_secondary: 10.0.4.2 also in proxies_primary; the secondary "
+        "set must be other hosts than the primary set"
+    )
+
+
+def test_tunnel_ports_are_fleet_wide_and_in_range():
+    model = build_topology(*small_fleet(mcfleet_tls_tunnel_base_port=30000))
+    ports = {
+        entry["host"]: entry["tunnel_port"]
+        for dc in model["datacentres"].values()
+        for entry in dc["proxies_primary"] + dc["proxies_secondary"]
+    }
+    assert ports == {"mwproxy2001": 30000, "mwproxy1001": 30001}
+    assert only_problem(*small_fleet(mcfleet_tls_tunnel_base_port=65535)) == (
+        "mcfleet_tls_tunnel_base_port: 65535 is not a port from 1024 that leaves room for 2 tunnels "
+        "below 65536"
+    )

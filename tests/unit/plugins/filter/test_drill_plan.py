@@ -120,3 +120,47 @@ def test_describe_targets_lists_shards_in_order_with_router_and_blocked_clients(
     lines = describe_targets(model, ["mc2002", "mc2001"])
     tail = "(codfw, port 11211): traffic through mw2001 10.0.2.20:11213; blocked for 10.0.2.20, 10.0.2.30"
     assert lines == [f"1. mc2002 {tail}", f"2. mc2001 {tail}"]
+
+
+def lab_model():
+    from ansible_collections.mcfleet.fleet.plugins.module_utils.topology import build_topology
+    from ansible_collections.mcfleet.fleet.tests.unit.topology_fixtures import inventory_data
+
+    groups, hostvars = inventory_data("lab")
+    return build_topology(groups, hostvars), groups["all"]
+
+
+def test_proxy_drill_blocks_one_proxy_for_the_other_datacentres_routers_and_proxies():
+    from ansible_collections.mcfleet.fleet.plugins.module_utils.drill_plan import plan_proxy_drill
+
+    model, hosts = lab_model()
+    plan = plan_proxy_drill(model, hosts, target="mwproxy2001", lab_subnet="10.89.213.0/24")
+    assert plan["problems"] == []
+    assert plan["targets"] == ["mwproxy2001"]
+    assert plan["datacentre"] == "codfw"
+    assert plan["writer"] == "mw1001"
+    assert plan["sources"] == ["10.89.213.15", "10.89.213.16", "10.89.213.17"]
+    every = plan_proxy_drill(
+        model, hosts, target="all-proxies", datacentre="codfw", lab_subnet="10.89.213.0/24"
+    )
+    assert every["targets"] == ["mwproxy2001", "mwproxy2002"]
+
+
+def test_proxy_drill_refuses_a_target_that_is_not_a_proxy_or_not_in_the_inventory():
+    from ansible_collections.mcfleet.fleet.plugins.module_utils.drill_plan import plan_proxy_drill
+
+    model, hosts = lab_model()
+    assert plan_proxy_drill(model, hosts, target="mc2001", lab_subnet="x")["problems"] == [
+        "drill_target=mc2001: not a cross-datacentre proxy (its pool is main)"
+    ]
+    assert plan_proxy_drill(model, hosts, target="mwproxy9009", lab_subnet="x")["problems"] == [
+        "drill_target=mwproxy9009: no such host in this inventory"
+    ]
+    refused = plan_proxy_drill(model, hosts, target="all-proxies", rollback_s="0")
+    assert refused["targets"] == []
+    assert refused["problems"] == [
+        "drill_datacentre=(not set): drill_target=all-proxies needs a datacentre of this inventory "
+        "(codfw, eqiad)",
+        "drill_rollback_s=0: must be a whole number of seconds from 1 to 86400",
+        "lab_subnet: not set; the drill sends its client traffic only to a lab subnet or loopback",
+    ]

@@ -31,3 +31,18 @@ def test_config_names_follow_the_engine():
 def test_network_problem_is_empty_for_a_network_and_names_a_bad_one():
     assert network_problem("fd00::/8") == ""
     assert "10.0.0.0/33" in network_problem("10.0.0.0/33")
+
+
+def test_steady_p99_is_the_median_of_per_second_p99s(tmp_path):
+    import json
+
+    from ansible_collections.mcfleet.fleet.plugins.filter.mcfleet import steady_p99
+
+    timeline = tmp_path / "traffic.jsonl"
+    records = []
+    for second in range(5):
+        # One stalled second (40 ms) among four steady ones (1 ms).
+        latency = 40.0 if second == 2 else 1.0
+        records += [{"kind": "req", "t": 100 + second + i / 100, "ms": latency, "r": "ok"} for i in range(50)]
+    timeline.write_text("".join(json.dumps(record) + "\n" for record in records))
+    assert steady_p99(str(timeline)) == 1.0

@@ -30,11 +30,21 @@ def model_of(inventory):
 
 
 def rendered_files(inventory):
-    """{relative path: text} of every router's config, as render.yml writes them."""
+    """{relative path: text} of every router's config, as render.yml writes them, plus its
+    command line (mcrouter's flags, or memcached's options: TLS listener and certificate paths)
+    and, for a memcached proxy dialing TLS, its tunnels (as the memcached_proxy role renders them)."""
     model = model_of(inventory)
     files = {}
     for host, router in model["routers"].items():
         files[f"{host}/{CONFIG_NAMES[router['engine']]}"] = router_config(model, host)
+        if router["engine"] == "mcrouter":
+            flags = render_mcrouter.command_line_flags(model, host)
+        else:
+            flags = render_memcached_proxy.command_line_options(model, host)
+            tunnels = render_memcached_proxy.tls_tunnels(model, host)
+            if tunnels:
+                files[f"{host}/tls_tunnels.json"] = json.dumps(tunnels, indent=2) + "\n"
+        files[f"{host}/command_line"] = "\n".join(flags) + "\n"
     return files
 
 
@@ -159,10 +169,17 @@ def test_mcrouter_flags_come_from_the_model():
     assert "--probe-timeout-max=9000" in flags
     assert f"--cross-region-timeout-ms={model['tko']['cross_region_timeout_ms']}" in flags
     assert not any(flag.startswith("--ssl-port") for flag in flags)
+    # An app server dials the other datacentre's proxies with TLS: certificate paths, no listener.
+    assert "--pem-cert-path=/etc/mcfleet/tls/cert.pem" in flags
     tls = {"cert": "/etc/mcrouter/ssl/cert.pem", "key": "/etc/mcrouter/ssl/key.pem", "ca": "/etc/ssl/ca.pem"}
     proxy_flags = render_mcrouter.command_line_flags(model, "mwproxy2001", tls_paths=tls)
     assert "--ssl-port=11214" in proxy_flags
     assert "--pem-ca-path=/etc/ssl/ca.pem" in proxy_flags
+    plain = build_topology(*small_fleet(mcfleet_cross_dc_tls=False))
+    assert not any(
+        flag.startswith(("--ssl", "--pem"))
+        for flag in render_mcrouter.command_line_flags(plain, "mwproxy2001")
+    )
 
 
 def test_memcached_proxy_settings_come_from_the_tko_settings():
@@ -178,9 +195,13 @@ def test_memcached_proxy_settings_come_from_the_tko_settings():
     assert "backend_retry_waittime = 4," in text
     assert 'route_ttl{ ttl = 7, child = "eqiad_gutter" }' in text
     options = render_memcached_proxy.command_line_options(model, "mwproxy1001", "/c.lua", "/l.lua")
+    # Cross-datacentre TLS is on: memcached's own TLS listener on the cross-datacentre port only.
     assert options == [
         "-l",
-        "10.0.1.30:11213,10.0.1.30:11214",
+        "notls:10.0.1.30:11213,10.0.1.30:11214",
+        "-Z",
+        "-o",
+        "ssl_chain_cert=/etc/mcfleet/tls/cert.pem,ssl_key=/etc/mcfleet/tls/key.pem,ssl_ca_cert=/etc/mcfleet/tls/ca.pem",
         "-o",
         "proxy_config=routelib:/l.lua,proxy_arg=/c.lua",
     ]
@@ -189,3 +210,14 @@ def test_memcached_proxy_settings_come_from_the_tko_settings():
         "-l",
         f"{model['routers']['mw1001']['address']}:11213,127.0.0.1:11213",
     ]
+    plain = build_topology(*small_fleet(mcfleet_router_engine="memcached_proxy", mcfleet_cross_dc_tls=False))
+    assert render_memcached_proxy.command_line_options(plain, "mwproxy1001", "/c.lua", "/l.lua")[:2] == [
+        "-l",
+        "10.0.1.30:11213,10.0.1.30:11214",
+    ]
+    assert render_memcached_proxy.tls_tunnels(plain, "mw1001") == []
+    # The router reaches codfw's proxy through its local tunnel, not directly.
+    assert render_memcached_proxy.tls_tunnels(model, "mw1001") == [
+        {"name": "mwproxy2001", "accept_port": 21214, "address": "10.0.2.30", "port": 11214}
+    ]
+    assert '{ host = "127.0.0.1", port = 21214, label = "mwproxy2001" }' in text

@@ -25,16 +25,17 @@ pools{
             { host = "10.89.213.24", port = 11211, label = "mc-gp2001" },
         },
     },
+    -- Remote proxies through this host's TLS tunnels (stunnel on 127.0.0.1).
     ["eqiad_proxies"] = {
         backend_options = { connecttimeout = 0.25, readtimeout = 0.25 },
         backends = {
-            { host = "10.89.213.16", port = 11214, label = "mwproxy1001" },
+            { host = "127.0.0.1", port = 21216, label = "mwproxy1001" },
         },
     },
     ["eqiad_proxies_secondary"] = {
         backend_options = { connecttimeout = 0.25, readtimeout = 0.25 },
         backends = {
-            { host = "10.89.213.17", port = 11214, label = "mwproxy1002" },
+            { host = "127.0.0.1", port = 21217, label = "mwproxy1002" },
         },
     },
 }
