@@ -35,16 +35,17 @@ pools{
             { host = "10.89.213.42", port = 11311, label = "lru-candidate" },
         },
     },
+    -- Remote proxies through this host's TLS tunnels (stunnel on 127.0.0.1).
     ["codfw_proxies"] = {
         backend_options = { connecttimeout = 0.25, readtimeout = 0.25 },
         backends = {
-            { host = "10.89.213.26", port = 11214, label = "mwproxy2001" },
+            { host = "127.0.0.1", port = 21214, label = "mwproxy2001" },
         },
     },
     ["codfw_proxies_secondary"] = {
         backend_options = { connecttimeout = 0.25, readtimeout = 0.25 },
         backends = {
-            { host = "10.89.213.27", port = 11214, label = "mwproxy2002" },
+            { host = "127.0.0.1", port = 21215, label = "mwproxy2002" },
         },
     },
 }
