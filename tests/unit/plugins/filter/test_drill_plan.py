@@ -162,5 +162,6 @@ def test_proxy_drill_refuses_a_target_that_is_not_a_proxy_or_not_in_the_inventor
         "drill_datacentre=(not set): drill_target=all-proxies needs a datacentre of this inventory "
         "(codfw, eqiad)",
         "drill_rollback_s=0: must be a whole number of seconds from 1 to 86400",
-        "lab_subnet: not set; a proxy drill sends its client traffic from the controller, only to a lab subnet or loopback",
+        "lab_subnet: not set; a proxy drill sends its client traffic from the controller,"
+        " only to a lab subnet or loopback",
     ]
