@@ -10,7 +10,7 @@ short_description: Count the requests and client errors in a traffic timeline
 description:
   - Reads the JSON-lines timeline written by M(mcfleet.fleet.traffic) on the host it runs on,
     and counts the requests, and the client errors (errors and timeouts), between two times.
-  - Run it where the traffic runs (the controller in the lab, the app server elsewhere): the
+  - Run it where the traffic runs (the controller in the lab, the app server elsewhere). The
     timeline of a long run is large, so it is read in place rather than copied at every gate.
   - Read-only; never reports C(changed). Check mode reads the same way.
 version_added: "0.3.0"
@@ -29,7 +29,7 @@ options:
   since_s:
     description:
       - Count the requests of the last O(since_s) seconds before now on the host that runs it.
-      - Overrides O(start); the client's own clock decides, so the controller's clock does not matter.
+      - Overrides O(start). The client's own clock decides, so the controller's clock does not matter.
     type: float
 attributes:
   check_mode:
