@@ -34,8 +34,10 @@ options:
 attributes:
   check_mode:
     support: full
+    description: Reads only; the same in check mode.
   diff_mode:
     support: none
+    description: Changes nothing.
 """
 
 EXAMPLES = r"""
