@@ -15,7 +15,6 @@ The model itself is built once per run by the mcfleet.fleet.topology action (pla
 "{{ plan | mcfleet.fleet.maintenance_live_problems(health_by_host) }}"   refusals only the fleet can tell
 "{{ batch_size | mcfleet.fleet.gutter_room(shard_bytes, gutter_counters) }}"   None, or why it is short
 "{{ target | mcfleet.fleet.downgrades(host_releases) }}"       a refusal per host newer than the target
-"{{ timeline_path | mcfleet.fleet.client_errors(start, end) }}"   requests and errors in a traffic timeline
 "{{ mcfleet | mcfleet.fleet.client_placement(dc, lab_subnet=..., client_router=...) }}"   where the
     client of a drill or maintenance runs (controller or app server) and what it may reach
 "{{ timeline_path | mcfleet.fleet.steady_p99 }}"   median of a traffic timeline's per-second p99 (ms)
@@ -192,15 +191,6 @@ def steady_p99(timeline_path):
     return values[len(values) // 2] if values else None
 
 
-def client_errors(timeline_path, start=None, end=None):
-    try:
-        return traffic_utils.client_errors(timeline_path, start, end)
-    except OSError as error:
-        raise AnsibleFilterError(
-            f"client_errors: cannot read the traffic timeline {timeline_path}: {error}"
-        ) from None
-
-
 def route_explain_filter(model, router, operation, key, blocked=()):
     """How `router` routes `operation` on `key` with `blocked` servers out (route_explain.explain)."""
     try:
@@ -242,7 +232,6 @@ class FilterModule:
             "gutter_room": gutter_room,
             "maintenance_live_problems": maintenance_live_problems,
             "downgrades": downgrades,
-            "client_errors": client_errors,
             "client_placement": client_placement,
             "steady_p99": steady_p99,
             "maintenance_unfinished_hosts": maintenance_unfinished_hosts,
