@@ -106,5 +106,13 @@ units: ansible-test-venv ansible-test-tree
 # Molecule prints "CRITICAL 'molecule/default/molecule.yml' glob failed" on every run:
 # it looks for a `default` scenario this repository does not have, and carries on.
 MOLECULE_SCENARIOS := memcached router drill maintenance proxies
+# Each scenario's Ansible log (the playbooks its verify step runs included) is kept in
+# .cache/; when a scenario fails, molecule/common/failure_digest.py prints what failed from
+# it, last, so it is what the end of a CI log shows.
 molecule:
-	set -e; for scenario in $(MOLECULE_SCENARIOS); do molecule test -s $$scenario; done
+	@mkdir -p .cache
+	set -e; for scenario in $(MOLECULE_SCENARIOS); do \
+	  rm -f .cache/molecule-$$scenario.log; \
+	  ANSIBLE_LOG_PATH=$(CURDIR)/.cache/molecule-$$scenario.log molecule test -s $$scenario \
+	    || { python3 molecule/common/failure_digest.py .cache/molecule-$$scenario.log; exit 1; }; \
+	done
