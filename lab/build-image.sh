@@ -30,6 +30,9 @@ for unit in getty.target console-getty.service systemd-udevd.service systemd-ude
             systemd-modules-load.service sys-kernel-config.mount systemd-remount-fs.service; do
   ln -sf /dev/null "$rootfs/etc/systemd/system/$unit"
 done
+# The lab's apt traffic goes to the public mirror (upgrades, reimages, the roles' installs):
+# retry a dropped or failed fetch instead of failing the maintenance run it is part of.
+printf 'Acquire::Retries "5";\n' >"$rootfs/etc/apt/apt.conf.d/80mcfleet-retries"
 # policy-rc.d from debootstrap would stop package scripts from starting services.
 rm -f "$rootfs/usr/sbin/policy-rc.d"
 apt-get clean -o RootDir="$rootfs" >/dev/null 2>&1 || true
