@@ -156,7 +156,14 @@ def parse_suspect_servers(stats: dict, backends: list) -> list:
     bad = []
     for endpoint, status in stats.items():
         status = status.decode() if isinstance(status, bytes) else str(status)
-        bad.append({"host": by_endpoint.get(endpoint, endpoint), "endpoint": endpoint, "status": status})
+        bad.append(
+            {
+                "host": by_endpoint.get(endpoint, endpoint),
+                "endpoint": endpoint,
+                "known": endpoint in by_endpoint,
+                "status": status,
+            }
+        )
     return sorted(bad, key=lambda entry: entry["host"])
 
 

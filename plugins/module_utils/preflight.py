@@ -335,9 +335,23 @@ def _router_backends_row(host, health, raw):
         why = health.get("error", "")
         return _row("router_backends", host, FAIL, f"router does not answer: {why}".strip())
     bad = health.get("bad") or []
-    if bad:
-        described = ", ".join(f"{item.get('host')} ({item.get('status')})" for item in bad)
-        return _row("router_backends", host, FAIL, f"holds as bad: {described}", {"bad": bad})
+    # A server of the router's own datacentre held as bad fails; another datacentre's shard
+    # or proxy (a cross-datacentre timeout, the other side's maintenance) only warns: this
+    # datacentre's maintenance takes nothing further out of that traffic's path.
+    own = [item for item in bad if item.get("known", True)]
+    elsewhere = [item for item in bad if not item.get("known", True)]
+
+    def described(items):
+        return ", ".join(f"{item.get('host')} ({item.get('status')})" for item in items)
+
+    if own:
+        detail = f"holds as bad: {described(own)}"
+        if elsewhere:
+            detail += f"; outside its datacentre: {described(elsewhere)}"
+        return _row("router_backends", host, FAIL, detail, {"bad": bad})
+    if elsewhere:
+        detail = f"its datacentre's servers healthy; holds as bad outside it: {described(elsewhere)}"
+        return _row("router_backends", host, WARN, detail, {"bad": bad})
     return _row("router_backends", host, OK, "every shard and gutter server healthy")
 
 

@@ -205,6 +205,27 @@ def test_every_failure_names_host_and_detail(fleet):
     assert _status(rows, "gutter_capacity", "codfw")["status"] == preflight.WARN
 
 
+def test_another_datacentres_bad_backend_warns_and_its_own_fails(fleet):
+    probes = _healthy_probes(fleet)
+    elsewhere = {"host": "mc1001", "known": False, "status": "marked bad (3)"}
+    probes["mw2001"] = _router_probe(bad=[elsewhere])
+    probes["mw1001"] = _router_probe(
+        bad=[{"host": "mc1002", "known": True, "status": "marked bad (1)"}, elsewhere]
+    )
+    sha1 = dict.fromkeys(fleet["routers"], "abc")
+    rows = preflight.build_checks(fleet, list(fleet["hosts"]), probes, sha1)
+    codfw = _status(rows, "router_backends", "mw2001")
+    assert codfw["status"] == preflight.WARN
+    assert codfw["detail"] == (
+        "its datacentre's servers healthy; holds as bad outside it: mc1001 (marked bad (3))"
+    )
+    eqiad = _status(rows, "router_backends", "mw1001")
+    assert eqiad["status"] == preflight.FAIL
+    assert eqiad["detail"] == (
+        "holds as bad: mc1002 (marked bad (1)); outside its datacentre: mc1001 (marked bad (3))"
+    )
+
+
 def test_missing_release_is_a_warning():
     model = build_topology(*small_fleet())
     probes = {"mc1001": _memcached_probe()}

@@ -4,6 +4,7 @@ from ansible_collections.mcfleet.fleet.plugins.module_utils.memcached_health imp
     drift,
     hit_ratio,
     parse_proxybe,
+    parse_suspect_servers,
     settings_from_config,
 )
 
@@ -57,3 +58,25 @@ def test_hit_ratio_and_bad_backends():
     assert hit_ratio({"get_hits": 0, "get_misses": 0}) is None
     bad = parse_proxybe({"bad_mc2001": "2"}, [{"host": "mc2001"}])
     assert bad == [{"host": "mc2001", "known": True, "status": "marked bad (2)"}]
+
+
+def test_bad_backends_say_whether_the_datacentre_knows_them():
+    backends = [{"host": "mc2001", "address": "10.0.0.1", "port": 11211}]
+    assert parse_proxybe({"bad_mc1001": "1"}, backends) == [
+        {"host": "mc1001", "known": False, "status": "marked bad (1)"}
+    ]
+    suspects = {"10.0.0.1:11211": b"status:tko num_failures:3", "10.0.9.9:11211": "status:tko num_failures:1"}
+    assert parse_suspect_servers(suspects, backends) == [
+        {
+            "host": "10.0.9.9:11211",
+            "endpoint": "10.0.9.9:11211",
+            "known": False,
+            "status": "status:tko num_failures:1",
+        },
+        {
+            "host": "mc2001",
+            "endpoint": "10.0.0.1:11211",
+            "known": True,
+            "status": "status:tko num_failures:3",
+        },
+    ]
