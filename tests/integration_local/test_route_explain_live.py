@@ -45,9 +45,16 @@ PRIVATE_HOSTS = {
 
 
 def reachable(address, port, timeout_s=1.0):
+    """Whether memcached (or its proxy) answers `version` there.
+
+    A bare TCP connect is not enough: where the lab's network does not exist, the route may
+    lead to an egress proxy that accepts any connection (seen: it answered HTTP 400).
+    """
     try:
-        socket.create_connection((address, port), timeout=timeout_s).close()
-        return True
+        with socket.create_connection((address, port), timeout=timeout_s) as conn:
+            conn.settimeout(timeout_s)
+            conn.sendall(b"version\r\n")
+            return conn.recv(64).startswith(b"VERSION ")
     except OSError:
         return False
 
