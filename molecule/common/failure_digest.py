@@ -62,7 +62,7 @@ def describe(lines: list[str]) -> list[str]:
     try:
         result = json.loads(body)
     except ValueError:
-        return shorten(lines, head=12, tail=25, width=400)
+        result = None
     if not isinstance(result, dict):
         return shorten(lines, head=12, tail=25, width=400)
     out = [head]
@@ -78,12 +78,14 @@ def describe(lines: list[str]) -> list[str]:
 
 def digest(entries: list[Entry], last: int) -> list[str]:
     task_by_pid: dict[str, str] = {}
+    last_task_index: dict[str, int] = {}
     # (index of the entry, its task, how it ended)
     failures: list[tuple[int, str, str]] = []
     for index, entry in enumerate(entries):
         first = entry.lines[0]
         if first.startswith("TASK ["):
             task_by_pid[entry.pid] = first.split("]")[0] + "]"
+            last_task_index[entry.pid] = index
         elif FAILURE.match(first):
             # Ansible logs "...ignoring" as the entry right after an ignored failure.
             following = entries[index + 1].lines[0] if index + 1 < len(entries) else ""
@@ -91,7 +93,6 @@ def digest(entries: list[Entry], last: int) -> list[str]:
             failures.append((index, task_by_pid.get(entry.pid, "TASK [?]"), label))
     # The log does not say which failure a block rescued: a playbook that ran another task
     # after the failure had rescued it (or was retrying it).
-    last_task_index = {entry.pid: i for i, entry in enumerate(entries) if entry.lines[0].startswith("TASK [")}
     out: list[str] = []
     for index, task, label in failures[-last:]:
         entry = entries[index]
