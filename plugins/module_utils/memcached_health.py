@@ -10,7 +10,9 @@ into them, so expected and running values compare one to one.
 
 from __future__ import annotations
 
+import os
 import shlex
+import time
 
 from ansible_collections.mcfleet.fleet.plugins.module_utils.memcache_client import MemcacheClient
 
@@ -47,6 +49,37 @@ def debian_release(path="/etc/os-release"):
     except OSError:
         pass
     return ""
+
+
+def process_started_at(pid: int, proc: str = "/proc") -> float | None:
+    """When a process started (epoch seconds, to the clock tick), None when unknown.
+
+    memcached's own `uptime` starts about 2 s ahead of the process and is whole seconds, so a
+    config written just before the start would read as newer than the process. The kernel's
+    start time is exact: field 22 of /proc/PID/stat, clock ticks since boot (proc(5)), on the
+    clock CLOCK_BOOTTIME reads. (`btime` of /proc/stat is whole seconds: it would put the start
+    up to a second early.)
+    """
+    try:
+        with open(f"{proc}/{pid}/stat") as stream:
+            # The command name (field 2) may hold spaces: count the fields after its closing ')'.
+            after_name = stream.read().rsplit(")", 1)[1].split()
+        started_since_boot = int(after_name[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+    return time.time() - (time.clock_gettime(time.CLOCK_BOOTTIME) - started_since_boot)
+
+
+def modified_after_start(path: str, pid: int) -> bool | None:
+    """Whether a file changed after the process started, None when the start is unknown.
+
+    The start is read in whole clock ticks, truncated: a tick's allowance keeps a file written
+    just before the start from reading as newer.
+    """
+    started_at = process_started_at(pid)
+    if started_at is None:
+        return None
+    return os.path.getmtime(path) > started_at + 1 / os.sysconf("SC_CLK_TCK")
 
 
 class HealthError(Exception):

@@ -41,6 +41,14 @@ options:
     description: Set and read back a short-lived key on the server.
     type: bool
     default: false
+  unit:
+    description:
+      - The systemd unit that runs this memcached. The config file counts as newer than the
+        process when it was modified after the unit's main process started (the kernel's start
+        time, not memcached's C(uptime), which runs about 2 s ahead in whole seconds).
+      - When the unit runs no process on this host, only the contents (RV(pending)) decide.
+    type: str
+    default: memcached
 attributes:
   check_mode:
     support: full
@@ -99,7 +107,9 @@ pending:
   type: list
   elements: dict
 restart_pending:
-  description: Whether RV(pending) is not empty (or the config file is newer than the process).
+  description:
+    - Whether RV(pending) is not empty, or the config file was modified after the unit's main
+      process started.
   returned: when running
   type: bool
 drift:
@@ -130,10 +140,23 @@ from ansible_collections.mcfleet.fleet.plugins.module_utils.memcached_health imp
     debian_release,
     drift,
     hit_ratio,
+    modified_after_start,
     read_server,
     round_trip,
     settings_from_config,
 )
+
+
+def unit_main_pid(module, unit):
+    """The unit's main process, None when systemd runs no such process here."""
+    systemctl = module.get_bin_path("systemctl")
+    if not unit or not systemctl:
+        return None
+    rc, out, _err = module.run_command([systemctl, "show", "--property=MainPID", "--value", unit])
+    pid = out.strip()
+    if rc != 0 or not pid.isdigit() or pid == "0":
+        return None
+    return int(pid)
 
 
 def main():
@@ -144,6 +167,7 @@ def main():
             "config_path": {"type": "path", "default": "/etc/memcached.conf"},
             "expected_settings": {"type": "dict", "default": {}},
             "round_trip": {"type": "bool", "default": False},
+            "unit": {"type": "str", "default": "memcached"},
         },
         supports_check_mode=True,
     )
@@ -158,8 +182,10 @@ def main():
     if os.path.exists(params["config_path"]):
         with open(params["config_path"]) as stream:
             on_disk = settings_from_config(stream.read())
-        started_at = result["time"] - (server["counters"].get("uptime") or 0)
-        config_newer = os.path.getmtime(params["config_path"]) > started_at + 1
+        # The unit's main process, when systemd runs memcached here: its real start time.
+        # Without it only the contents decide (never memcached's `uptime`, which runs ahead).
+        main_pid = unit_main_pid(module, params["unit"])
+        config_newer = bool(main_pid and modified_after_start(params["config_path"], main_pid))
     compared = sorted(set(on_disk) | set(params["expected_settings"]))
     pending = drift(on_disk, server["settings"])
     result.update(

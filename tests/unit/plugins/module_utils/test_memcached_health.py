@@ -1,10 +1,16 @@
 """Reading memcached's config file and `stats settings` into comparable settings."""
 
+import os
+import subprocess
+import time
+
 from ansible_collections.mcfleet.fleet.plugins.module_utils.memcached_health import (
     drift,
     hit_ratio,
+    modified_after_start,
     parse_proxybe,
     parse_suspect_servers,
+    process_started_at,
     settings_from_config,
 )
 
@@ -80,3 +86,49 @@ def test_bad_backends_say_whether_the_datacentre_knows_them():
             "status": "status:tko num_failures:3",
         },
     ]
+
+
+def test_a_process_start_is_read_to_the_clock_tick():
+    # The start lies between the two clock readings whatever the load; the kernel counts it in
+    # whole ticks, so it may read up to one tick early.
+    tick = 1 / os.sysconf("SC_CLK_TCK")
+    before = time.time()
+    child = subprocess.Popen(["sleep", "30"])
+    after = time.time()
+    try:
+        started = process_started_at(child.pid)
+    finally:
+        child.kill()
+        child.wait()
+    assert before - 2 * tick <= started <= after + tick
+
+
+def test_a_config_written_just_before_the_start_is_older_than_the_process(tmp_path):
+    # The maintenance writes the config, then starts memcached: never "newer than the process".
+    config = tmp_path / "memcached.conf"
+    config.write_text(CONFIG)
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        assert modified_after_start(str(config), child.pid) is False
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_a_config_written_after_the_start_is_newer(tmp_path):
+    config = tmp_path / "memcached.conf"
+    config.write_text(CONFIG)
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        # Set, not slept: a second after the start, whatever the machine's load.
+        started = process_started_at(child.pid)
+        os.utime(config, (started + 1, started + 1))
+        assert modified_after_start(str(config), child.pid) is True
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_an_unknown_process_has_no_start(tmp_path):
+    assert process_started_at(2**22 + 1) is None
+    assert modified_after_start(str(tmp_path), 2**22 + 1) is None
