@@ -20,6 +20,7 @@ The model itself is built once per run by the mcfleet.fleet.topology action (pla
 "{{ timeline_path | mcfleet.fleet.steady_p99 }}"   median of a traffic timeline's per-second p99 (ms)
 "{{ reimage_command | mcfleet.fleet.reimage_argv(host, address, release) }}"   the command's words
 "{{ progress_log | mcfleet.fleet.maintenance_unfinished_hosts }}"   hosts an interrupted run left part way
+"{{ progress_log | mcfleet.fleet.maintenance_done_hosts }}"         hosts the run's journal says are done
 "{{ mcfleet | mcfleet.fleet.router_config_path(inventory_hostname, override) }}"  deployed config's path
 "{{ mcfleet | mcfleet.fleet.route_explain(router, operation, key, blocked) }}"   how a router routes a key
 "{{ mcfleet | mcfleet.fleet.route_what_moves(router, blocked, keys) }}"   where keys go while servers are out
@@ -173,6 +174,10 @@ def reimage_argv(command, host, address, release):
     return maintenance_plan_utils.reimage_argv(command, host, address, release)
 
 
+def maintenance_done_hosts(progress_log):
+    return maintenance_progress.done_hosts(maintenance_progress.load(progress_log))
+
+
 def maintenance_unfinished_hosts(progress_log):
     """Hosts an interrupted run of playbooks/rolling_maintenance.yml left part way."""
     return maintenance_progress.unfinished_hosts(maintenance_progress.load(progress_log))
@@ -234,6 +239,7 @@ class FilterModule:
             "downgrades": downgrades,
             "client_placement": client_placement,
             "steady_p99": steady_p99,
+            "maintenance_done_hosts": maintenance_done_hosts,
             "maintenance_unfinished_hosts": maintenance_unfinished_hosts,
             "reimage_argv": reimage_argv,
             "network_problem": network_problem,

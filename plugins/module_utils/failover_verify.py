@@ -356,6 +356,7 @@ class FailoverVerifier:
         blocked_at: float | None = None,
         failover_timeout_s: float = 60.0,
         delete_fraction: float = 0.1,
+        also_out: tuple = (),
     ) -> tuple[dict, dict]:
         self._require(state, "during", needs="before")
         if rejoin_policy not in REJOIN_POLICIES:
@@ -379,8 +380,13 @@ class FailoverVerifier:
         deletes = max(1, math.ceil((len(on_blocked) - 1) * delete_fraction))
         for i, canary in enumerate(on_blocked):
             canary["role"] = "sentinel" if i == 0 else "delete" if i <= deletes else "update"
+        # Shards out at the same time (a batch) have their own failover and their own check:
+        # their canaries are on the gutter too, and are judged there, not here.
+        others_out = {self._shard(host).host for host in also_out if host != blocked.host}
         for canary in state["canaries"]:
-            if canary["home"] != blocked.host:
+            if canary["home"] in others_out:
+                canary["role"] = "other_out"
+            elif canary["home"] != blocked.host:
                 canary["role"] = "elsewhere" if canary["home"] else "unplaced"
         updates = self._canaries(state, home=blocked.host, role="update")
         to_delete = self._canaries(state, home=blocked.host, role="delete")

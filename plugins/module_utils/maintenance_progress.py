@@ -1,8 +1,12 @@
 """The rolling maintenance's progress log: one JSON line per host and step, on the controller.
 
 It is what the operator sees (one line per shard and step, elapsed time, an estimated
-finish once a first host is done), what the report is built from, and what remains when a
-run is interrupted.
+finish once a first host is done), what the report is built from, and the journal a resumed
+run reads: a host is done when its own `done` line says so, nothing else.
+
+Crash-safe as an append log: each line is written whole and fsynced before the step it
+records goes on, and a line torn by a crash (the last one) is skipped when read, and closed
+before the next append so it never swallows the next entry.
 """
 
 from __future__ import annotations
@@ -33,16 +37,43 @@ RUN_STEPS = ("plan", "skip", "failed", "finished")
 
 def append(path: str, entry: dict) -> None:
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(path, "a") as stream:
-        stream.write(json.dumps(entry, sort_keys=True) + "\n")
+    line = json.dumps(entry, sort_keys=True) + "\n"
+    with open(path, "a+b") as stream:
+        # A line torn by a crash has no newline: end it, so this entry starts a line of its own.
+        stream.seek(0, os.SEEK_END)
+        if stream.tell() > 0:
+            stream.seek(-1, os.SEEK_END)
+            if stream.read(1) != b"\n":
+                line = "\n" + line
+        stream.write(line.encode())
+        stream.flush()
+        os.fsync(stream.fileno())
 
 
 def load(path: str) -> list:
+    """Every whole entry; a torn or unreadable line is skipped, not fatal."""
+    entries = []
     try:
-        with open(path) as stream:
-            return [json.loads(line) for line in stream if line.strip()]
+        with open(path, encoding="utf-8", errors="replace") as stream:
+            for line in stream:
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(entry, dict) and "step" in entry:
+                    entries.append(entry)
     except FileNotFoundError:
-        return []
+        pass
+    return entries
+
+
+def done_hosts(entries: list) -> list:
+    """Hosts whose journal says `done` (or skipped as done), in the order they finished."""
+    done = []
+    for entry in entries:
+        if entry["step"] in ("done", "skip") and entry.get("host") not in done:
+            done.append(entry.get("host"))
+    return done
 
 
 def unfinished_hosts(entries: list) -> list:

@@ -124,6 +124,14 @@ options:
   blocked_at:
     description: Unix time the block was applied; C(time_to_failover_s) is measured from it.
     type: float
+  also_out:
+    description:
+      - Other main shards out at the same time as O(blocked_shard) (a maintenance batch). Their
+        canaries are on the gutter too and are checked by their own C(phase=during), not as
+        untouched keys of other shards here.
+    type: list
+    elements: str
+    default: []
   rejoin_policy:
     description:
       - C(flush) empties the blocked shard at the end of C(phase=during), before it is unblocked;
@@ -351,6 +359,7 @@ def main() -> None:
             "canaries": {"type": "int", "default": 300},
             "run_id": {"type": "str"},
             "blocked_shard": {"type": "str"},
+            "also_out": {"type": "list", "elements": "str", "default": []},
             "blocked_at": {"type": "float"},
             "rejoin_policy": {"type": "str", "choices": list(REJOIN_POLICIES)},
             "gutter_ttl_s": {"type": "int"},
@@ -410,6 +419,7 @@ def main() -> None:
                     blocked_at=p["blocked_at"],
                     failover_timeout_s=p["failover_timeout_s"],
                     delete_fraction=p["delete_fraction"],
+                    also_out=tuple(p["also_out"]),
                 )
             else:
                 result, state = verifier.after(

@@ -114,6 +114,34 @@ def test_drop_mode_fails_over_after_timeouts(fleet):
     assert after["readmitted"] and after["stale_after_rejoin"] > 0
 
 
+def test_a_batch_checks_each_shard_on_its_own_canaries(fleet):
+    # Two shards out at once: each one's failover is judged by its own canaries only.
+    verifier = fleet.verifier()
+    _before, state = verifier.before(canaries=CANARIES)
+    fleet.links[0].block("reject")
+    fleet.links[1].block("reject")
+    try:
+        alone, _state = verifier.during(
+            {**state, "canaries": [dict(c) for c in state["canaries"]]},
+            "mc1001",
+            "keep",
+            failover_timeout_s=10,
+        )
+        batch, batch_state = verifier.during(
+            state, "mc1001", "keep", failover_timeout_s=10, also_out=("mc1002",)
+        )
+    finally:
+        fleet.links[0].unblock()
+        fleet.links[1].unblock()
+        verifier.close()
+    assert any("canaries of other shards are untouched" in v for v in alone["violations"])
+    assert batch["ok"], batch["violations"]
+    assert roles(batch_state, "other_out") and all(
+        c["home"] == "mc1002" for c in roles(batch_state, "other_out")
+    )
+    assert batch["untouched_elsewhere"] == len(roles(batch_state, "elsewhere")) > 0
+
+
 def test_lost_value_is_detected(fleet):
     def lose_one(state):
         # An acknowledged value of another shard vanishes behind the router's back.

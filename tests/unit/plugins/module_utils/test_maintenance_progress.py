@@ -5,6 +5,7 @@ import json
 from ansible_collections.mcfleet.fleet.plugins.module_utils.maintenance_progress import (
     STEPS,
     append,
+    done_hosts,
     load,
     progress_line,
     unfinished_hosts,
@@ -39,6 +40,30 @@ def test_the_log_round_trips_and_names_hosts_left_part_way(tmp_path):
     assert len(loaded) == len(STEPS) + STEPS.index("stop") + 1
     assert unfinished_hosts(loaded) == ["mc2002"]
     assert load(str(tmp_path / "missing.jsonl")) == []
+
+
+def test_a_torn_last_line_is_skipped_and_closed_before_the_next_entry(tmp_path):
+    path = str(tmp_path / "progress.jsonl")
+    for entry in entries_of("mc2001", 0.0):
+        append(path, entry)
+    # A controller killed in mid-write leaves half a line, without its newline.
+    with open(path, "a") as stream:
+        stream.write('{"host": "mc2002", "step": "blo')
+    assert done_hosts(load(path)) == ["mc2001"]
+    append(path, {"t": 30.0, "host": "mc2002", "step": "preflight", "detail": ""})
+    loaded = load(path)
+    assert loaded[-1]["host"] == "mc2002"
+    assert len(loaded) == len(STEPS) + 1
+
+
+def test_only_a_done_line_makes_a_host_done(tmp_path):
+    path = str(tmp_path / "progress.jsonl")
+    # mc2002 failed its health gate with memcached running: not done, whatever memcached says.
+    for entry in [*entries_of("mc2001", 0.0), *entries_of("mc2002", 20.0, upto="health")]:
+        append(path, entry)
+    append(path, {"t": 40.0, "host": "mc2002", "step": "failed", "detail": "health gate"})
+    assert done_hosts(load(path)) == ["mc2001"]
+    assert unfinished_hosts(load(path)) == ["mc2002"]
 
 
 def test_the_report_counts_time_out_errors_while_out_and_overhead(tmp_path):
