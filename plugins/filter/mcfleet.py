@@ -13,6 +13,7 @@ The model itself is built once per run by the mcfleet.fleet.topology action (pla
 "{{ item | mcfleet.fleet.network_problem }}"   '' for an IPv4/IPv6 address or CIDR, else why not
 "{{ mcfleet | mcfleet.fleet.maintenance_plan(play_hosts, reason=..., action=..., ...) }}"   plan or refusals
 "{{ plan | mcfleet.fleet.maintenance_live_problems(health_by_host) }}"   refusals only the fleet can tell
+"{{ mcfleet | mcfleet.fleet.maintenance_lock_host(dc) }}"   where a datacentre's drill/maintenance lock lives
 "{{ batch_size | mcfleet.fleet.gutter_room(shard_bytes, gutter_counters) }}"   None, or why it is short
 "{{ target | mcfleet.fleet.downgrades(host_releases) }}"       a refusal per host newer than the target
 "{{ mcfleet | mcfleet.fleet.client_placement(dc, lab_subnet=..., client_router=...) }}"   where the
@@ -158,6 +159,10 @@ def maintenance_plan(model, play_hosts, **choices):
     return maintenance_plan_utils.plan_maintenance(model, play_hosts, **choices)
 
 
+def maintenance_lock_host(model, datacentre):
+    return maintenance_plan_utils.lock_host(model, datacentre)
+
+
 def maintenance_live_problems(plan, health):
     return maintenance_plan_utils.live_problems(plan, health)
 
@@ -240,6 +245,7 @@ class FilterModule:
             "client_placement": client_placement,
             "steady_p99": steady_p99,
             "maintenance_done_hosts": maintenance_done_hosts,
+            "maintenance_lock_host": maintenance_lock_host,
             "maintenance_unfinished_hosts": maintenance_unfinished_hosts,
             "reimage_argv": reimage_argv,
             "network_problem": network_problem,

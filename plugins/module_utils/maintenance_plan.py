@@ -22,6 +22,62 @@ METHODS = ("in_place", "reimage")
 RELEASES = ("buster", "bullseye", "bookworm", "trixie")
 MAX_BATCH = 4
 PLACEHOLDERS = ("{host}", "{address}", "{release}")
+# Debian's major version of each release: the memcached role's vars/Debian_<major>.yml.
+RELEASE_MAJOR = {"buster": "10", "bullseye": "11", "bookworm": "12", "trixie": "13"}
+# The shard_block module's bound on its rollback timer.
+MAX_ROLLBACK_S = 86400
+# A host's window, when nothing else bounds it: block to done, warm-up included.
+HOST_WINDOW_S = 900
+# The datacentre's lock outlives a host's rollback timer by this much, so a run that lost its
+# controller keeps others out until its host has restored itself, and no longer.
+LOCK_MARGIN_S = 60
+
+
+def lock_host(model, datacentre):
+    """Where a datacentre's maintenance and drill lock is held: its first router (app server),
+    which no memcached maintenance restarts; a gutter server where it has none."""
+    dc = model["datacentres"].get(datacentre) or {}
+    hosts = [entry["host"] for entry in (dc.get("routers") or []) + (dc.get("gutter") or [])]
+    return hosts[0] if hosts else None
+
+
+def window_knobs(rollback_s=900, gate_min_requests=20, traffic_rate=100, traffic_max_s=None, hosts=1):
+    """The window's knobs, validated once: (values, problems naming each -e field and value)."""
+    problems = []
+    rollback = _whole_number(rollback_s)
+    if rollback is None or not 1 <= rollback <= MAX_ROLLBACK_S:
+        problems.append(
+            f"maintenance_rollback_s={rollback_s}: must be a whole number of seconds from 1 to "
+            f"{MAX_ROLLBACK_S} (the host's own timer restores it after that long if no controller does)"
+        )
+        rollback = 900
+    min_requests = _whole_number(gate_min_requests)
+    if min_requests is None or min_requests < 1:
+        problems.append(
+            f"maintenance_gate_min_requests={gate_min_requests}: must be a whole number from 1 "
+            "(the client-error gate never passes on an empty window)"
+        )
+    rate = _whole_number(traffic_rate)
+    if rate is None or rate < 1:
+        problems.append(
+            f"maintenance_traffic_rate={traffic_rate}: must be a whole number of requests per second from 1"
+        )
+        rate = 100
+    # The traffic lasts as long as the run: each host's window, and the run's own steps.
+    max_s = _whole_number(traffic_max_s) if traffic_max_s not in (None, "") else hosts * HOST_WINDOW_S + 600
+    if max_s is None or max_s < 60:
+        problems.append(
+            f"maintenance_traffic_max_s={traffic_max_s}: must be a whole number of seconds from 60"
+        )
+        max_s = 3600
+    knobs = {
+        "rollback_s": rollback,
+        "lock_ttl_s": rollback + LOCK_MARGIN_S,
+        "gate_min_requests": min_requests,
+        "traffic_rate": rate,
+        "traffic_max_s": max_s,
+    }
+    return knobs, problems
 
 
 def _whole_number(value):
@@ -40,6 +96,10 @@ def plan_maintenance(
     batch_size=1,
     host_releases=None,
     warmup_s=0,
+    rollback_s=900,
+    gate_min_requests=20,
+    traffic_rate=100,
+    traffic_max_s=None,
 ):
     """Return {"datacentre", "main", "gutter", "batches", "batch_size", "problems", ...}.
 
@@ -96,8 +156,15 @@ def plan_maintenance(
         in_run = {host: release for host, release in (host_releases or {}).items() if host in in_play}
         problems += downgrades(target_release, in_run)
 
+    knobs, knob_problems = window_knobs(
+        rollback_s, gate_min_requests, traffic_rate, traffic_max_s, len(main + gutter) or 1
+    )
+    problems += knob_problems
     batches = [main[index : index + batch] for index in range(0, len(main), batch)] if batch else []
     return {
+        **knobs,
+        "lock_host": lock_host(model, datacentre) if dc else None,
+        "target_major": RELEASE_MAJOR.get(target_release, "") if action == "upgrade" else "",
         "datacentre": datacentre,
         "gutter_shares": route_explain.datacentre_gutter_shares(model, datacentre) if dc else None,
         "action": action,

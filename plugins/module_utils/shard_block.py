@@ -190,13 +190,64 @@ class DrillPaths:
         return f"{self.stem}-rollback"
 
 
-def rollback_script(tables, request, paths, backend):
+# What a maintenance window restores on its host (restore_memcached): the unit, its config, the
+# copy of the config the host last ran well (kept by the maintenance before it stops memcached),
+# the role's check of a config, and the transient unit an in-place upgrade runs in.
+MEMCACHED_UNIT = "memcached.service"
+MEMCACHED_CONFIG = "/etc/memcached.conf"
+KNOWN_GOOD_CONFIG = "/var/lib/mcfleet/memcached.conf.known-good"
+CONFIG_CHECK = "/usr/local/sbin/memcached-check-config"
+UPGRADE_UNIT = "mcfleet-upgrade.service"
+# How long the rollback lets an in-place upgrade's dpkg finish before it starts memcached.
+UPGRADE_WAIT_S = 1800
+
+
+def memcached_restore_lines():
+    """Shell lines that bring memcached back if a maintenance left it stopped or masked.
+
+    The new config is kept if it passes its check and memcached starts on it; otherwise the
+    known-good copy goes back and memcached starts on that. Runs before the block lifts, so
+    the routers see the server again only once it serves.
+    """
+    unit, config, good, check = (
+        shlex.quote(x) for x in (MEMCACHED_UNIT, MEMCACHED_CONFIG, KNOWN_GOOD_CONFIG, CONFIG_CHECK)
+    )
+    upgrade = shlex.quote(UPGRADE_UNIT)
+    return [
+        f'case "$(systemctl is-enabled {unit} 2>/dev/null)" in masked*) out=1 ;; *) out=0 ;; esac',
+        f"systemctl is-active --quiet {unit} || out=1",
+        'if [ "$out" = 1 ]; then',
+        "    waited=0",
+        f'    while systemctl is-active --quiet {upgrade} && [ "$waited" -lt {UPGRADE_WAIT_S} ]; do',
+        "        sleep 2; waited=$((waited + 2))",
+        "    done",
+        f"    systemctl unmask {unit} || failed=1",
+        "    systemctl daemon-reload || true",
+        f"    if [ -s {good} ] && [ -x {check} ] && ! {check} {config} >/dev/null 2>&1; then",
+        f"        cp {good} {config}",
+        "    fi",
+        f"    if ! {{ systemctl start {unit} && sleep 1 && systemctl is-active --quiet {unit}; }}; then",
+        f"        if [ -s {good} ] && ! cmp -s {good} {config}; then",
+        f"            cp {good} {config}",
+        f"            systemctl reset-failed {unit} || true",
+        f"            systemctl start {unit} || failed=1",
+        "        else",
+        "            failed=1",
+        "        fi",
+        "    fi",
+        "fi",
+    ]
+
+
+def rollback_script(tables, request, paths, backend, restore_memcached=False):
     lines = [
         "#!/bin/sh",
         f"# Written by mcfleet.fleet.shard_block: lifts the drill block on {request.chain} ({backend}).",
         "# Run by the rollback timer if the controller never lifts the block itself.",
         "failed=0",
     ]
+    if restore_memcached:
+        lines += memcached_restore_lines()
     for family in FAMILIES:
         if tables.get(family) is not None:
             lines += tables[family].removal_shell_lines(request.chain, request.jump_rule())

@@ -87,6 +87,17 @@ options:
     type: str
     choices: [auto, nf_tables, legacy]
     default: auto
+  restore_memcached:
+    description:
+      - For a maintenance window that stops memcached. When the timer fires while memcached is
+        stopped or masked, the rollback script first brings it back, then lifts the block. It
+        waits for an in-place upgrade's transient unit (C(mcfleet-upgrade.service)) to end,
+        unmasks memcached and starts it on C(/etc/memcached.conf) if that passes
+        C(/usr/local/sbin/memcached-check-config) and starts, otherwise on the known-good copy
+        C(/var/lib/mcfleet/memcached.conf.known-good) the maintenance kept before the stop.
+      - Running the script now (what the maintenance's rescue does) restores the same way.
+    type: bool
+    default: false
 requirements:
   - iptables (ip6tables for IPv6), iptables-restore, systemd (systemd-run, systemctl) on the host
   - conntrack when O(flush_conntrack=true)
@@ -207,6 +218,7 @@ ARGUMENT_SPEC = {
     "netns": {"type": "str"},
     "state_dir": {"type": "path", "default": DEFAULT_STATE_DIR},
     "backend": {"type": "str", "choices": ["auto", *BACKENDS], "default": "auto"},
+    "restore_memcached": {"type": "bool", "default": False},
 }
 
 
@@ -321,7 +333,11 @@ class ShardBlockModule:
 
         # The rollback is in place before the first rule goes in.
         write_private_file(
-            self.paths.script, rollback_script(self.tables, request, self.paths, self.backend), 0o700
+            self.paths.script,
+            rollback_script(
+                self.tables, request, self.paths, self.backend, restore_memcached=params["restore_memcached"]
+            ),
+            0o700,
         )
         record = make_record(request, self.backend, self.paths, params["rollback_after_s"])
         write_private_file(self.paths.record, self.module.jsonify(record) + "\n")

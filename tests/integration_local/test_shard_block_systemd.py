@@ -156,3 +156,54 @@ def test_bad_rollback_is_refused_before_anything_is_armed(container):
     assert "rollback_after_s=0" in failed["msg"]
     assert not timer_active()
     assert drill_rules() == []
+
+
+# A stand-in for memcached under real systemd: it runs only on a config that says "good",
+# and its check (in place of the role's memcached-check-config) accepts only such a config.
+STAND_IN_UNIT = "[Service]\nExecStart=/bin/sh -c 'grep -q good /etc/memcached.conf && exec sleep infinity'\n"
+STAND_IN_CHECK = '#!/bin/sh\ngrep -q good "$1"\n'
+
+
+def maintenance_rules():
+    return [rule for rule in in_container("iptables", "-S").stdout.splitlines() if "MCFLEET-MAINT" in rule]
+
+
+def memcached_left_out(config):
+    """memcached stopped and masked with `config` in place, as a maintenance leaves it mid-host."""
+    in_container("sh", "-c", f"printf '{STAND_IN_UNIT}' > /lib/systemd/system/memcached.service")
+    in_container("sh", "-c", f"printf '{STAND_IN_CHECK}' > /usr/local/sbin/memcached-check-config")
+    in_container("chmod", "0755", "/usr/local/sbin/memcached-check-config")
+    in_container("mkdir", "-p", "/var/lib/mcfleet")
+    in_container("sh", "-c", "echo '-m 64 # good' > /var/lib/mcfleet/memcached.conf.known-good")
+    in_container("sh", "-c", f"echo '{config}' > /etc/memcached.conf")
+    in_container("systemctl", "daemon-reload")
+    in_container("systemctl", "stop", "memcached.service", check=False)
+    in_container("systemctl", "mask", "memcached.service")
+
+
+def memcached_state():
+    active = in_container("systemctl", "is-active", "memcached.service", check=False).stdout.strip()
+    enabled = in_container("systemctl", "is-enabled", "memcached.service", check=False).stdout.strip()
+    return active, enabled, in_container("cat", "/etc/memcached.conf").stdout.strip()
+
+
+def fire_maintenance_rollback():
+    blocked = shard_block("rollback_after_s=5", "chain=MCFLEET-MAINT", "restore_memcached=true")
+    assert blocked["changed"] is True and maintenance_rules()
+    expires_at = datetime.fromisoformat(blocked["rollback_timer"]["expires_at"]).timestamp()
+    # Bounded by systemd's start of the stand-in, on a machine that may be loaded.
+    while maintenance_rules():
+        assert time.time() < expires_at + 60, "the maintenance block outlived its timer by a minute"
+        time.sleep(0.5)
+
+
+def test_timer_brings_back_memcached_on_its_new_config_when_that_is_good(container):
+    memcached_left_out("-m 128 # good, and new")
+    fire_maintenance_rollback()
+    assert memcached_state() == ("active", "static", "-m 128 # good, and new")
+
+
+def test_timer_brings_back_memcached_on_the_known_good_config_when_the_new_one_is_bad(container):
+    memcached_left_out("-o bogus")
+    fire_maintenance_rollback()
+    assert memcached_state() == ("active", "static", "-m 64 # good")

@@ -26,6 +26,18 @@ def test_a_restart_of_one_datacentre_is_planned_shard_by_shard_then_the_gutter(m
     assert plan["gutter"] == ["mc-gp2001"]
 
 
+def test_the_window_knobs_are_validated_once_and_the_lock_lives_on_a_router(model):
+    plan = plan_maintenance(
+        model, CODFW, reason="T1", action="upgrade", target_release="trixie", rollback_s="120"
+    )
+    assert plan["problems"] == []
+    assert (plan["rollback_s"], plan["lock_ttl_s"]) == (120, 180)
+    assert plan["lock_host"] == "mw2001"
+    assert plan["target_major"] == "13"
+    # The traffic outlasts every host's window: 4 hosts of 900 s, and the run's own steps.
+    assert plan["traffic_max_s"] == 4 * 900 + 600
+
+
 def test_batches_hold_batch_size_shards(model):
     plan = plan_maintenance(model, CODFW, reason="T1", batch_size="2")
     assert plan["batches"] == [["mc2001", "mc2002"], ["mc2003"]]
@@ -44,6 +56,11 @@ def test_batches_hold_batch_size_shards(model):
         ({"action": "upgrade", "target_release": "trixie", "method": "reimage"}, "reimage_command: required"),
         ({"batch_size": 5}, "batch_size=5: must be a whole number from 1 to 4"),
         ({"batch_size": "two"}, "batch_size=two"),
+        ({"rollback_s": 0}, "maintenance_rollback_s=0: must be a whole number of seconds from 1 to 86400"),
+        ({"rollback_s": "soon"}, "maintenance_rollback_s=soon"),
+        ({"gate_min_requests": 0}, "maintenance_gate_min_requests=0"),
+        ({"traffic_rate": "fast"}, "maintenance_traffic_rate=fast"),
+        ({"traffic_max_s": 5}, "maintenance_traffic_max_s=5"),
         (
             {"action": "upgrade", "target_release": "bullseye", "host_releases": {"mc2001": "bookworm"}},
             "target_release=bullseye: mc2001 runs bookworm, and a downgrade is not supported",
