@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 
 from ansible_collections.mcfleet.fleet.plugins.module_utils import route_explain
+from ansible_collections.mcfleet.fleet.plugins.module_utils.traffic import MAX_DURATION_S, MAX_REQUESTS
 
 ACTIONS = ("restart", "upgrade")
 METHODS = ("in_place", "reimage")
@@ -65,11 +66,17 @@ def window_knobs(rollback_s=900, gate_min_requests=20, traffic_rate=100, traffic
         rate = 100
     # The traffic lasts as long as the run: each host's window, and the run's own steps.
     max_s = _whole_number(traffic_max_s) if traffic_max_s not in (None, "") else hosts * HOST_WINDOW_S + 600
-    if max_s is None or max_s < 60:
+    if max_s is None or not 60 <= max_s <= MAX_DURATION_S:
         problems.append(
-            f"maintenance_traffic_max_s={traffic_max_s}: must be a whole number of seconds from 60"
+            f"maintenance_traffic_max_s={traffic_max_s}: must be a whole number of seconds "
+            f"from 60 to {MAX_DURATION_S}"
         )
         max_s = 3600
+    elif rate * max_s > MAX_REQUESTS:
+        problems.append(
+            f"maintenance_traffic_rate={rate} for maintenance_traffic_max_s={max_s}: more than the traffic's "
+            f"{MAX_REQUESTS} requests; lower the rate, or the traffic would end before the run"
+        )
     knobs = {
         "rollback_s": rollback,
         "lock_ttl_s": rollback + LOCK_MARGIN_S,

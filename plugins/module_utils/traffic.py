@@ -43,7 +43,8 @@ from ansible_collections.mcfleet.fleet.plugins.module_utils.memcache_client impo
 )
 
 LOOPBACK_NETWORKS = ("127.0.0.0/8", "::1/128")
-MAX_DURATION_S = 3600
+# A rolling maintenance's traffic lasts as long as the run: a datacentre of 20 hosts takes hours.
+MAX_DURATION_S = 86400
 MAX_REQUESTS = 5_000_000
 MAX_RATE_PER_S = 20_000
 OUTCOMES = ("ok", "miss", "error", "timeout")

@@ -14,7 +14,7 @@ description:
     also records the gutter servers' C(get_hits)/C(get_misses) counters, so a report can
     show when, and how much, the gutter answered.
   - Stops at the first of O(max_requests), O(max_duration_s) or O(stop_file) appearing.
-    Both bounds are required and capped (5,000,000 requests, 3600 s).
+    Both bounds are required and capped (5,000,000 requests, 86400 s).
   - Lab and loopback only. It refuses any router or gutter address outside 127.0.0.0/8,
     ::1 and O(allowed_networks) (the lab subnet), and sends nothing in that case.
   - Meant to run for a whole drill in the background with C(async) and C(poll=0); touch

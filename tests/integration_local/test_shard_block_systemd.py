@@ -168,14 +168,24 @@ def maintenance_rules():
     return [rule for rule in in_container("iptables", "-S").stdout.splitlines() if "MCFLEET-MAINT" in rule]
 
 
+def write_in_container(path, text, mode="0644"):
+    subprocess.run(
+        ["podman", "exec", "-i", CONTAINER, "sh", "-c", 'mkdir -p "${1%/*}" && cat > "$1"', "sh", path],
+        input=text,
+        text=True,
+        check=True,
+        capture_output=True,
+    )
+    in_container("chmod", mode, path)
+
+
 def memcached_left_out(config):
     """memcached stopped and masked with `config` in place, as a maintenance leaves it mid-host."""
-    in_container("sh", "-c", f"printf '{STAND_IN_UNIT}' > /lib/systemd/system/memcached.service")
-    in_container("sh", "-c", f"printf '{STAND_IN_CHECK}' > /usr/local/sbin/memcached-check-config")
-    in_container("chmod", "0755", "/usr/local/sbin/memcached-check-config")
-    in_container("mkdir", "-p", "/var/lib/mcfleet")
-    in_container("sh", "-c", "echo '-m 64 # good' > /var/lib/mcfleet/memcached.conf.known-good")
-    in_container("sh", "-c", f"echo '{config}' > /etc/memcached.conf")
+    write_in_container("/lib/systemd/system/memcached.service", STAND_IN_UNIT)
+    write_in_container("/usr/local/sbin/memcached-check-config", STAND_IN_CHECK, "0755")
+    write_in_container("/var/lib/mcfleet/memcached.conf.known-good", "-m 64 # good\n", "0600")
+    write_in_container("/etc/memcached.conf", config + "\n")
+    in_container("systemctl", "unmask", "memcached.service", check=False)
     in_container("systemctl", "daemon-reload")
     in_container("systemctl", "stop", "memcached.service", check=False)
     in_container("systemctl", "mask", "memcached.service")
