@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """The controller dies mid-drill or mid-maintenance: start the playbook, SIGKILL its whole
-process group as soon as the block's chain is on the shard, then watch the shard until its
-own rollback timer has removed every rule of that chain. Prints one JSON object.
+process group as soon as the block's chain is on the shard (or, with --journal and --step, as
+soon as the run's journal records that step), then watch the shard until its own rollback
+timer has removed every rule of that chain. With --unit, also reads that unit's state once
+the rules are gone (a maintenance's timer brings memcached back first). Prints one JSON object.
 
 Only `podman exec` into the scenario's shard container and the playbook are run.
 Used by the drill scenario (chain MCFLEET-DRILL) and the maintenance one (MCFLEET-MAINT).
@@ -52,6 +54,47 @@ def timer_active(container: str, unit: str) -> bool:
     return run.stdout.strip() == "active"
 
 
+def journal_steps(path: str | None) -> int:
+    """How many lines the journal holds now (a resumed run's journal has old ones)."""
+    if not path or not os.path.exists(path):
+        return 0
+    with open(path, errors="replace") as stream:
+        return sum(1 for _line in stream)
+
+
+def killed_now(args, journal_seen: int) -> bool:
+    """Whether the kill point is reached: the step in the journal, else the block on the shard."""
+    if not (args.journal and args.step):
+        return bool(shard_rules(args.container, args.chain))
+    if not os.path.exists(args.journal):
+        return False
+    with open(args.journal, errors="replace") as stream:
+        for line in list(stream)[journal_seen:]:
+            try:
+                if json.loads(line).get("step") == args.step:
+                    return True
+            except ValueError:
+                continue
+    return False
+
+
+def unit_state(container: str, unit: str) -> str:
+    run = subprocess.run(
+        [
+            "podman",
+            "exec",
+            container,
+            "sh",
+            "-c",
+            f"echo $(systemctl is-active {unit}) $(systemctl is-enabled {unit})",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return run.stdout.strip()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--container", required=True, help="the shard's container")
@@ -61,6 +104,9 @@ def main() -> int:
     )
     parser.add_argument("--chain", default="MCFLEET-DRILL")
     parser.add_argument("--record", default="/run/mcfleet/mcfleet-drill.json")
+    parser.add_argument("--journal", help="the run's progress.jsonl: kill once it records --step")
+    parser.add_argument("--step", help="the journal step after which the controller dies (e.g. stop)")
+    parser.add_argument("--unit", help="a unit on the shard whose state is read after the lift (memcached)")
     parser.add_argument("--block-timeout", type=float, default=240)
     parser.add_argument("--lift-slack", type=float, default=30, help="watch this long past the expiry")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- ansible-playbook ...")
@@ -73,14 +119,17 @@ def main() -> int:
         # Its own session, so the kill takes ansible-playbook and its workers at once,
         # like a controller that lost power.
         drill = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    journal_seen = journal_steps(args.journal)
     try:
-        while not shard_rules(args.container, args.chain):
+        while not killed_now(args, journal_seen):
             if drill.poll() is not None:
                 result["error"] = f"the drill exited (rc {drill.returncode}) before the block was seen"
                 print(json.dumps(result))
                 return 1
             if time.time() - started > args.block_timeout:
-                result["error"] = f"no {args.chain} rule on {args.container} within {args.block_timeout} s"
+                result["error"] = (
+                    f"no {args.step or args.chain} on {args.container} within {args.block_timeout} s"
+                )
                 print(json.dumps(result))
                 return 1
             time.sleep(0.2)
@@ -122,6 +171,8 @@ def main() -> int:
         cleared_after_expiry_s=round(cleared_at - expires_at, 3) if expires_at and not rules else None,
         timer_active_after_lift=bool(record) and timer_active(args.container, record["timer_unit"]),
     )
+    if args.unit:
+        result["unit_after_lift"] = unit_state(args.container, args.unit)
     print(json.dumps(result))
     return 0
 

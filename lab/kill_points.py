@@ -1,0 +1,230 @@
+#!/usr/bin/env python3
+"""Kill the controller at every step of a rolling maintenance on the lab, and check the fleet.
+
+For each kill point, a rolling maintenance of one datacentre starts; as soon as the run's
+journal (progress.jsonl) records that step for the first host, the controller's whole process
+group gets SIGKILL, so the step after it is the one in progress. Then, with no controller:
+  - wait for the host's rollback timer (it brings memcached back, then lifts the block);
+  - on every memcached host of the datacentre: no MCFLEET-* rule, memcached active, not masked;
+  - the shard was out of service no longer than the rollback time plus 30 s;
+then the same command runs again (the documented lock override names the kill), and must
+finish with 0 client errors. One JSON line per kill point, and a summary, on stdout and in
+--report.
+
+  .venv/bin/python3 lab/kill_points.py --limit codfw --rollback-s 30 \
+      [--points block,stop,act] [--report reports/kill-points-restart.json]
+  ... --action upgrade --target-release trixie --points act   (in place; one-way: reimage back)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+# The journal's steps of one host, in order (plugins/module_utils/maintenance_progress.py):
+# killed right after step X is recorded, the controller dies inside the step after X.
+POINTS = (
+    "preflight", "canaries", "block", "failover", "stop", "act",
+    "configure", "start", "health", "unblock", "routers",
+)  # fmt: skip
+SLACK_S = 30
+STATE_SCRIPT = (
+    'printf \'%s %s %s\\n\' "$(systemctl is-active memcached)" "$(systemctl is-enabled memcached)" '
+    "\"$( (iptables-save; ip6tables-save) 2>/dev/null | grep -c 'MCFLEET-DRILL\\|MCFLEET-MAINT')\""
+)
+
+
+def lab_hosts(datacentre: str) -> list[str]:
+    ansible = str(REPO / ".venv/bin/ansible")
+    listed = subprocess.run(
+        [ansible, "-i", "inventories/lab", f"{datacentre}:&memcached", "--list-hosts"],
+        capture_output=True, text=True, check=True, cwd=REPO,
+    ).stdout  # fmt: skip
+    return sorted(line.strip() for line in listed.splitlines()[1:] if line.strip())
+
+
+def host_state(host: str) -> dict:
+    out = subprocess.run(
+        ["podman", "exec", f"mcfleet-{host}", "sh", "-c", STATE_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout.split()
+    active, enabled, rules = [*out, "?", "?", "?"][:3]
+    return {"active": active, "enabled": enabled, "rules": int(rules) if rules.isdigit() else -1}
+
+
+def restored(state: dict) -> bool:
+    return state["active"] == "active" and not state["enabled"].startswith("masked") and state["rules"] == 0
+
+
+def journal(path: Path) -> list[dict]:
+    entries = []
+    if path.exists():
+        for line in path.read_text(errors="replace").splitlines():
+            try:
+                entries.append(json.loads(line))
+            except ValueError:
+                continue
+    return entries
+
+
+def rollback_expiry(host: str) -> float | None:
+    read = subprocess.run(
+        ["podman", "exec", f"mcfleet-{host}", "cat", "/run/mcfleet/mcfleet-maint.json"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    if read.returncode != 0:
+        return None
+    from datetime import datetime
+
+    return datetime.fromisoformat(json.loads(read.stdout)["expires_at"]).timestamp()
+
+
+def kill_at(
+    point: str, command: list[str], run_dir: Path, first_host: str, log: Path, timeout_s: float
+) -> dict:
+    progress = run_dir / "progress.jsonl"
+    seen = len(journal(progress))
+    started = time.time()
+    with log.open("wb") as out:
+        run = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO
+        )
+    result: dict = {"point": point}
+    try:
+        while True:
+            new = journal(progress)[seen:]
+            if any(e.get("host") == first_host and e.get("step") == point for e in new):
+                break
+            if run.poll() is not None:
+                result["error"] = f"the run exited (rc {run.returncode}) before {first_host} recorded {point}"
+                return result
+            if time.time() - started > timeout_s:
+                result["error"] = f"{first_host} did not record {point} within {timeout_s} s"
+                return result
+            time.sleep(0.1)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+        run.wait()
+    result["killed_at"] = time.time()
+    result["killed_after_s"] = round(result["killed_at"] - started, 1)
+    blocks = [
+        e["t"] for e in journal(progress)[seen:] if e.get("host") == first_host and e.get("step") == "block"
+    ]
+    result["blocked_at"] = blocks[0] if blocks else None
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--limit", default="codfw")
+    parser.add_argument("--action", default="restart", choices=("restart", "upgrade"))
+    parser.add_argument("--target-release", default="trixie")
+    parser.add_argument("--rollback-s", type=int, default=30)
+    parser.add_argument("--points", default=",".join(POINTS))
+    parser.add_argument("--report", default="")
+    args = parser.parse_args()
+    points = [p for p in args.points.split(",") if p]
+    unknown = sorted(set(points) - set(POINTS))
+    if unknown:
+        parser.error(f"--points: {', '.join(unknown)} not among {', '.join(POINTS)}")
+
+    hosts = lab_hosts(args.limit)
+    first_host = next(h for h in hosts if not h.startswith("mc-gp"))
+    run_dir = REPO / "reports" / f"maintenance-{args.limit}-{args.action}"
+    # Extra variables as JSON: key=value words would split the reason at its spaces.
+    extra = {
+        "maintenance_action": args.action,
+        "maintenance_reason": f"kill-point matrix ({args.action})",
+        "maintenance_rollback_s": args.rollback_s,
+    }
+    if args.action == "upgrade":
+        extra.update(target_release=args.target_release, upgrade_method="in_place")
+    playbook = [
+        str(REPO / ".venv/bin/ansible-playbook"),
+        "-i",
+        "inventories/lab",
+        "playbooks/rolling_maintenance.yml",
+    ]
+    command = [*playbook, "--limit", args.limit, "-e", json.dumps(extra)]
+    env_note = {"ANSIBLE_CONFIG": str(REPO / "ansible.cfg")}
+    os.environ.update(env_note)
+    log_dir = REPO / "reports" / "kill-points"
+    log_dir.mkdir(parents=True, exist_ok=True)
+
+    results = []
+    for point in points:
+        result = kill_at(point, command, run_dir, first_host, log_dir / f"{args.action}-{point}.log", 600)
+        if "error" not in result:
+            # The traffic the dead controller started is bounded; end it now (it polls its stop file).
+            (run_dir / "traffic.stop").touch()
+            expiry = rollback_expiry(first_host)
+            deadline = (expiry or result["killed_at"]) + SLACK_S
+            states = {}
+            while time.time() < deadline + 60:
+                states = {host: host_state(host) for host in hosts}
+                if all(restored(s) for s in states.values()):
+                    break
+                time.sleep(1)
+            restored_at = time.time()
+            result["hosts"] = states
+            result["all_restored"] = all(restored(s) for s in states.values())
+            result["rollback_expiry_known"] = expiry is not None
+            out_from = result["blocked_at"]
+            result["out_of_service_s"] = round(restored_at - out_from, 1) if out_from else 0.0
+            result["within_rollback_plus_30s"] = result["out_of_service_s"] <= args.rollback_s + SLACK_S
+            # The same command again; the lock of the dead run is broken with the documented override.
+            override = {
+                "maintenance_break_lock": f"kill-point matrix: killed after {point}, every host restored"
+            }
+            rerun = subprocess.run(
+                [*command, "-e", json.dumps(override)], capture_output=True, text=True, cwd=REPO
+            )
+            (log_dir / f"{args.action}-{point}-rerun.log").write_text(rerun.stdout + rerun.stderr)
+            result["rerun_rc"] = rerun.returncode
+            summary = [
+                line for line in rerun.stdout.splitlines() if "client errors" in line and "finished" in line
+            ]
+            result["rerun_summary"] = summary[-1].strip().strip('"') if summary else None
+            result["rerun_client_errors"] = (
+                int(summary[-1].split("client errors ")[1].split("/")[0]) if summary else None
+            )
+            result["ok"] = (
+                result["all_restored"]
+                and result["within_rollback_plus_30s"]
+                and result["rerun_rc"] == 0
+                and result["rerun_client_errors"] == 0
+            )
+        else:
+            result["ok"] = False
+        results.append(result)
+        print(json.dumps(result), flush=True)
+
+    summary = {
+        "action": args.action,
+        "limit": args.limit,
+        "rollback_s": args.rollback_s,
+        "points": len(results),
+        "ok": sum(1 for r in results if r.get("ok")),
+        "max_out_of_service_s": max((r.get("out_of_service_s") or 0) for r in results) if results else None,
+        "rerun_client_errors": sum((r.get("rerun_client_errors") or 0) for r in results),
+    }
+    print(json.dumps({"summary": summary}), flush=True)
+    if args.report:
+        Path(args.report).write_text(json.dumps({"summary": summary, "results": results}, indent=2) + "\n")
+    return 0 if summary["ok"] == summary["points"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
