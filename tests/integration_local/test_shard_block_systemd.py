@@ -92,7 +92,7 @@ def timer_active():
     return in_container("systemctl", "is-active", "--quiet", f"{UNIT}.timer", check=False).returncode == 0
 
 
-def wait_until_lifted(binaries, result, late_s=10):
+def wait_until_lifted(binaries, result, late_s=30):
     """Wait for the timer to lift the block; returns how far from its stated expiry that happened."""
     expires_at = datetime.fromisoformat(result["rollback_timer"]["expires_at"]).timestamp()
     while any(drill_rules(binary) for binary in binaries):

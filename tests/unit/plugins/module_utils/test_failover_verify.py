@@ -75,7 +75,8 @@ def test_reject_keep_policy_reports_stale_values_and_resurrected_deletes(fleet):
     assert during["on_gutter"] == len(updates) > 0
     assert during["untouched_elsewhere"] == len(elsewhere) > 0
     assert during["deleted_still_visible"] == 0
-    assert 0 <= during["time_to_failover_s"] < 5
+    # Within the verifier's own timeout (10 s here); how fast is a benchmark's question.
+    assert 0 <= during["time_to_failover_s"] < 10
     # The verifier reached the blocked shard directly: its old values wait there.
     assert during["old_values_on_blocked_shard"] == len(updates) + len(deletes)
     assert after["readmitted"]

@@ -25,15 +25,16 @@ def servers():
 def test_a_cut_off_datacentre_loses_every_write_and_costs_one_deadline(servers):
     router, remote = (MemcacheClient(*server.spec) for server in servers)
     start = time.monotonic()
-    result = check_replication(router, [remote], count=30, deadline_s=0.3, local_shards=[router])
+    result = check_replication(router, [remote], count=30, deadline_s=0.5, local_shards=[router])
     elapsed = time.monotonic() - start
     assert result["attempted"] == result["acknowledged"] == 30
     assert (result["set_arrived"], result["set_lost"]) == (0, 30)
     # Deletes are measured only for keys that arrived.
     assert (result["delete_arrived"], result["delete_lost"]) == (0, 0)
     assert result["set_delay_ms"] == {"p50": None, "p99": None}
-    # The first key waits its deadline, the rest get one final look: not 30 deadlines.
-    assert elapsed < 3 * 0.3 + 1, elapsed
+    # The first key waits its deadline, the rest get one final look: not 30 deadlines (15 s).
+    # Half of that leaves a loaded machine room, and still tells one deadline from thirty.
+    assert elapsed < 30 * 0.5 / 2, elapsed
     # The router (a plain memcached here) stored each key under its full name, and each was
     # deleted again: the local side is as it was.
     assert router.get(f"/*/mw-wan/{result['tag']}-0") is None
