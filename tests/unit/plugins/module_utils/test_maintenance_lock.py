@@ -337,16 +337,17 @@ def test_of_racing_controllers_exactly_one_wins(lock_path):
     ]
     for process in processes:
         process.start()
-    outcomes = [results.get(timeout=60) for _ in racers]
+    outcomes = [results.get(timeout=60) for _racer in racers]
     for process in processes:
         process.join(timeout=60)
         assert process.exitcode == 0
-    winners = [run_id for run_id, action, _ in outcomes if action == "acquired"]
+    winners = [run_id for run_id, action, _message in outcomes if action == "acquired"]
     assert len(winners) == 1, outcomes
-    assert sorted(action for _, action, _ in outcomes) == ["acquired"] + ["refused"] * (len(racers) - 1)
+    actions = sorted(action for _run, action, _message in outcomes)
+    assert actions == ["acquired"] + ["refused"] * (len(racers) - 1)
     assert on_disk(lock_path)["id"] == winners[0]
     # Every loser was refused by the winner, not by some other loser's lock.
-    assert all(f"'{winners[0]}'" in message for _, action, message in outcomes if action == "refused")
+    assert all(f"'{winners[0]}'" in message for _run, action, message in outcomes if action == "refused")
 
 
 @pytest.mark.parametrize(
