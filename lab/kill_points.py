@@ -25,6 +25,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -83,8 +84,6 @@ def rollback_expiry(host: str) -> float | None:
     )  # fmt: skip
     if read.returncode != 0:
         return None
-    from datetime import datetime
-
     return datetime.fromisoformat(json.loads(read.stdout)["expires_at"]).timestamp()
 
 

@@ -78,12 +78,11 @@ def done_hosts(entries: list) -> list:
 
 def unfinished_hosts(entries: list) -> list:
     """Hosts an interrupted run began (blocked, stopped...) and did not finish."""
-    begun, finished = [], set()
+    begun = []
     for entry in entries:
         if entry["step"] in STEPS[2:-1] and entry["host"] not in begun:
             begun.append(entry["host"])
-        if entry["step"] in ("done", "skip"):
-            finished.add(entry["host"])
+    finished = set(done_hosts(entries))
     return [host for host in begun if host not in finished]
 
 
