@@ -79,7 +79,24 @@ class MemcachedProcess:
         return ("127.0.0.1", self.port)
 
     def pause(self) -> None:
+        """Stop every thread, and return only once they are stopped.
+
+        kill() returns before the signal is delivered: on a loaded machine a worker
+        thread already on a CPU can still answer a request sent right after it."""
         self.proc.send_signal(signal.SIGSTOP)
+        tasks = f"/proc/{self.proc.pid}/task"
+        deadline = time.monotonic() + 10
+        while True:
+            states = []
+            for tid in os.listdir(tasks):
+                with contextlib.suppress(FileNotFoundError), open(f"{tasks}/{tid}/stat") as stat:
+                    # The state follows the command name, which is in parentheses.
+                    states.append(stat.read().rsplit(")", 1)[1].split()[0])
+            if states and all(state in ("T", "t") for state in states):
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"memcached {self.proc.pid} did not stop: thread states {states}")
+            time.sleep(0.01)
 
     def resume(self) -> None:
         self.proc.send_signal(signal.SIGCONT)
