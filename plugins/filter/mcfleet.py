@@ -53,6 +53,7 @@ from ansible_collections.mcfleet.fleet.plugins.module_utils import (
     maintenance_plan as maintenance_plan_utils,
 )
 from ansible_collections.mcfleet.fleet.plugins.module_utils import preflight as preflight_utils
+from ansible_collections.mcfleet.fleet.plugins.module_utils import shard_window as shard_window_utils
 from ansible_collections.mcfleet.fleet.plugins.module_utils import traffic as traffic_utils
 from ansible_collections.mcfleet.fleet.plugins.module_utils.netfilter import NetfilterError, parse_network
 from ansible_collections.mcfleet.fleet.plugins.module_utils.topology import (
@@ -159,6 +160,20 @@ def maintenance_plan(model, play_hosts, **choices):
     return maintenance_plan_utils.plan_maintenance(model, play_hosts, **choices)
 
 
+def shard_window(model, host, **choices):
+    """One server's window out of service (module_utils/shard_window.py); a bad field fails
+    here, naming the field and the value."""
+    try:
+        return shard_window_utils.describe_window(model, host, **choices)
+    except shard_window_utils.WindowError as error:
+        raise AnsibleFilterError(f"shard_window of {host}: {error}") from None
+
+
+def readmit_retries(model):
+    """Tries 1 s apart for a router to re-admit a server it held as bad."""
+    return shard_window_utils.readmit_retries(model)
+
+
 def maintenance_lock_host(model, datacentre):
     return maintenance_plan_utils.lock_host(model, datacentre)
 
@@ -189,16 +204,14 @@ def maintenance_unfinished_hosts(progress_log):
 
 
 def steady_p99(timeline_path):
-    """The median of a traffic timeline's per-second p99 latencies (ms): one scheduling stall
-    on a shared machine moves one second's p99, not this figure."""
+    """The median of a traffic timeline's per-second p99 latencies (ms), traffic.steady_p99."""
     try:
         rows = traffic_utils.per_second(traffic_utils.load_timeline(timeline_path))
     except OSError as error:
         raise AnsibleFilterError(
             f"steady_p99: cannot read the traffic timeline {timeline_path}: {error}"
         ) from None
-    values = sorted(row["p99_ms"] for row in rows if row["p99_ms"] is not None)
-    return values[len(values) // 2] if values else None
+    return traffic_utils.steady_p99(rows)
 
 
 def route_explain_filter(model, router, operation, key, blocked=()):
@@ -246,6 +259,8 @@ class FilterModule:
             "steady_p99": steady_p99,
             "maintenance_done_hosts": maintenance_done_hosts,
             "maintenance_lock_host": maintenance_lock_host,
+            "shard_window": shard_window,
+            "readmit_retries": readmit_retries,
             "maintenance_unfinished_hosts": maintenance_unfinished_hosts,
             "reimage_argv": reimage_argv,
             "network_problem": network_problem,

@@ -142,6 +142,34 @@ def figure_files(figure, stem: str) -> dict[str, bytes | str]:
     return out
 
 
+def client_panels(rows: list[dict], whose: str = "client") -> list[dict]:
+    """The two panels every traffic chart starts with, from a traffic timeline's per-second
+    rows: errors/s (error + timeout) and p50/p99 latency."""
+    seconds = [index + 0.5 for index in range(len(rows))]
+    return [
+        {
+            "title": f"{whose} errors/s (error + timeout)",
+            "lines": [("errors/s", "#c0392b", seconds, [r["errors"] + r["timeouts"] for r in rows])],
+        },
+        {
+            "title": f"{whose} latency, ms",
+            "lines": [
+                ("p50", "#2471a3", seconds, [r["p50_ms"] for r in rows]),
+                ("p99", "#e67e22", seconds, [r["p99_ms"] for r in rows]),
+            ],
+        },
+    ]
+
+
+def figure_text(value) -> str:
+    """A figure as a report's Markdown shows it: '-' for none, up to 3 decimals, no trailing zeros."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}".rstrip("0").rstrip(".") if value % 1 else f"{value:.0f}"
+    return str(value)
+
+
 def chart_markdown(stem: str, alt: str) -> str:
     """The Markdown that shows the chart (PNG) and links its vector copy (SVG)."""
     return f"![{alt}]({stem}.png)\n\n[{alt}, SVG]({stem}.svg)"

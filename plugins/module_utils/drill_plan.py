@@ -11,6 +11,18 @@ from ansible_collections.mcfleet.fleet.plugins.module_utils.client_placement imp
 MODES = ("reject", "drop")
 REJOIN_POLICIES = ("flush", "keep")
 MAX_ROLLBACK_S = 86400
+# A shard drill's knobs (-e drill_<name>): default, smallest and largest value accepted.
+KNOBS = {
+    "baseline_s": (3, 0, 3600),
+    "hold_s": (5, 1, 3600),
+    "traffic_rate": (200, 1, 5000),
+    "traffic_max_s": (600, 1, MAX_ROLLBACK_S),
+}
+# A proxy drill's: seconds of the writer's local traffic per phase, replicated writes per phase.
+PROXY_KNOBS = {
+    "proxy_traffic_s": (10, 1, 3600),
+    "replicated_count": (100, 1, 100000),
+}
 
 
 def plan_drill(
@@ -23,10 +35,13 @@ def plan_drill(
     rollback_s="300",
     lab_subnet=None,
     client_router=None,
+    **knobs,
 ):
-    """Return {"datacentre", "targets", "rollback_s", "client", "problems"}; no targets when refused.
+    """Return {"datacentre", "targets", "rollback_s", "knobs", "client", "problems"}; no targets
+    when refused.
 
-    `client` is where traffic and the verifier run (module_utils/client_placement.py).
+    `client` is where traffic and the verifier run (module_utils/client_placement.py); `knobs`
+    are the timing knobs of KNOBS, given as keyword arguments (None or "" for the default).
     """
     shard, datacentre = str(shard or ""), str(datacentre or "")
     mode, policy, rollback = str(mode), str(policy), str(rollback_s)
@@ -62,6 +77,13 @@ def plan_drill(
     if policy not in REJOIN_POLICIES:
         problems.append(f"rejoin_policy={policy}: not one of {', '.join(REJOIN_POLICIES)}")
     problems.extend(_rollback_problems(rollback))
+    values, knob_problems = _knobs(knobs, KNOBS)
+    problems.extend(knob_problems)
+    if values["traffic_max_s"] < values["baseline_s"] + values["hold_s"]:
+        problems.append(
+            f"drill_traffic_max_s={values['traffic_max_s']}: shorter than the baseline and the hold"
+            f" ({values['baseline_s'] + values['hold_s']} s); the traffic must outlast the drill"
+        )
     dc = model["datacentres"].get(chosen)
     client = None
     if chosen in datacentres_with_shards and not (dc["routers"] and dc["gutter"]):
@@ -82,9 +104,26 @@ def plan_drill(
         "datacentre": chosen,
         "targets": [] if problems else targets,
         "rollback_s": int(rollback) if rollback.isdigit() else None,
+        "knobs": values,
         "client": client if not problems else None,
         "problems": problems,
     }
+
+
+def _knobs(given, spec):
+    """The knobs of `spec` with their defaults (None or "" given), and a problem naming each bad one."""
+    unknown = sorted(set(given) - set(spec))
+    if unknown:
+        raise TypeError(f"unknown drill knobs: {', '.join(unknown)}")
+    values, problems = {}, []
+    for name, (default, smallest, largest) in spec.items():
+        raw = given.get(name)
+        text = str(default if raw in (None, "") else raw).strip()
+        if not text.isdigit() or not smallest <= int(text) <= largest:
+            problems.append(f"drill_{name}={raw}: must be a whole number from {smallest} to {largest}")
+            text = str(default)
+        values[name] = int(text)
+    return values, problems
 
 
 def _rollback_problems(rollback):
@@ -132,9 +171,11 @@ PROXY_POOLS = ("proxies_primary", "proxies_secondary")
 EVERY_PROXY = "all-proxies"
 
 
-def plan_proxy_drill(model, inventory_hosts, target="", datacentre="", rollback_s="300", lab_subnet=None):
+def plan_proxy_drill(
+    model, inventory_hosts, target="", datacentre="", rollback_s="300", lab_subnet=None, **knobs
+):
     """Return the proxy drill's plan: {"datacentre", "targets", "sources", "writer", "rollback_s",
-    "problems"}; targets is empty when refused.
+    "knobs", "problems"}; targets is empty when refused. `knobs` are those of PROXY_KNOBS.
 
     `target` is a proxy host (its cross-datacentre port is blocked), or "all-proxies" with
     `datacentre` (every proxy of that datacentre). The block is for the routers and proxies
@@ -176,6 +217,8 @@ def plan_proxy_drill(model, inventory_hosts, target="", datacentre="", rollback_
             f"drill_target={target}: no router in another datacentre writes through {chosen}'s proxies"
         )
     problems.extend(_safety_problems(rollback, lab_subnet))
+    values, knob_problems = _knobs(knobs, PROXY_KNOBS)
+    problems.extend(knob_problems)
     sources = [
         entry["address"]
         for name in others
@@ -188,5 +231,6 @@ def plan_proxy_drill(model, inventory_hosts, target="", datacentre="", rollback_
         "sources": list(dict.fromkeys(sources)),
         "writer": writers[0]["host"] if writers else None,
         "rollback_s": int(rollback) if rollback.isdigit() else None,
+        "knobs": values,
         "problems": problems,
     }

@@ -14,7 +14,9 @@ import time
 
 from ansible_collections.mcfleet.fleet.plugins.module_utils.charts import (
     chart_markdown,
+    client_panels,
     figure_files,
+    figure_text,
     timeline_chart,
 )
 from ansible_collections.mcfleet.fleet.plugins.module_utils.traffic import (
@@ -165,14 +167,6 @@ def build_report(
 # -- Markdown -------------------------------------------------------------------------
 
 
-def _fmt(value) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.3f}".rstrip("0").rstrip(".") if value % 1 else f"{value:.0f}"
-    return str(value)
-
-
 def render_markdown(report: dict, chart_stem: str) -> str:
     r = report
     lines = [
@@ -205,7 +199,7 @@ def render_markdown(report: dict, chart_stem: str) -> str:
         "block_duration_s",
         "drill_wall_s",
     ]
-    lines += [f"| `{name}` | {_fmt(r.get(name))} |" for name in headline]
+    lines += [f"| `{name}` | {figure_text(r.get(name))} |" for name in headline]
     lines += [
         "",
         "## Client latency (ms)",
@@ -216,7 +210,9 @@ def render_markdown(report: dict, chart_stem: str) -> str:
     for window in ("before", "during", "after"):
         lat = r["latency_ms"][window]
         lines.append(
-            f"| {window} | {lat['requests']} | {_fmt(lat['p50'])} | {_fmt(lat['p99'])} | {_fmt(lat['max'])} |"
+            f"| {window} | {lat['requests']} | "
+            + " | ".join(figure_text(lat[name]) for name in ("p50", "p99", "max"))
+            + " |"
         )
     lines += ["", "## Timestamps (UTC)", ""]
     lines += [f"- {name}: {value or '-'}" for name, value in r["timestamps"].items()]
@@ -235,23 +231,8 @@ def render_chart(report: dict, rows: list[dict]):
     events = report["events_unix"]
     started_at = events["started_at"]
     seconds = [index + 0.5 for index in range(len(rows))]
-    panels = [
-        {
-            "title": "client errors/s (error + timeout)",
-            "lines": [("errors/s", "#c0392b", seconds, [r["errors"] + r["timeouts"] for r in rows])],
-        },
-        {
-            "title": "client latency, ms",
-            "lines": [
-                ("p50", "#2471a3", seconds, [r["p50_ms"] for r in rows]),
-                ("p99", "#e67e22", seconds, [r["p99_ms"] for r in rows]),
-            ],
-        },
-        {
-            "title": "gutter get hits/s",
-            "lines": [("gutter hits/s", "#1e8449", seconds, [r["gutter_hits"] for r in rows])],
-        },
-    ]
+    gutter_hits = [("gutter hits/s", "#1e8449", seconds, [r["gutter_hits"] for r in rows])]
+    panels = [*client_panels(rows), {"title": "gutter get hits/s", "lines": gutter_hits}]
     colours = {"blocked_at": "#c0392b", "unblocked_at": "#1e8449", "readmitted_at": "#7f8c8d"}
     markers = [
         (name.replace("_at", ""), colour, events[name] - started_at)

@@ -177,6 +177,8 @@ def plan_maintenance(
         "action": action,
         "target_release": target_release if action == "upgrade" else None,
         "method": method if action == "upgrade" else None,
+        # The act of each host's window (module_utils/shard_window.py).
+        "act": method if action == "upgrade" else "restart",
         "reason": reason,
         "batch_size": batch,
         "warmup_s": warmup,

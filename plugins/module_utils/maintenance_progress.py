@@ -15,7 +15,7 @@ import json
 import os
 import time
 
-# The per-host steps, in order (playbooks/tasks/maintain_memcached_host.yml).
+# The per-host steps, in order (playbooks/tasks/shard_window.yml).
 STEPS = (
     "preflight",
     "canaries",

@@ -345,6 +345,13 @@ def per_second(timeline: dict, origin: float | None = None) -> list[dict]:
     return rows
 
 
+def steady_p99(rows: list[dict]) -> float | None:
+    """The median of per-second p99 latencies (rows of per_second), in ms; None without requests.
+    One scheduling stall on a shared machine moves one second's p99, not this figure."""
+    values = sorted(row["p99_ms"] for row in rows if row["p99_ms"] is not None)
+    return values[len(values) // 2] if values else None
+
+
 def client_errors(path: str, start: float | None = None, end: float | None = None) -> dict:
     """Requests and client errors (errors and timeouts) in the timeline between two times."""
     timeline = load_timeline(path)

@@ -27,6 +27,7 @@ def test_one_shard_is_drilled_in_its_datacentre(lab):
         "datacentre": "codfw",
         "targets": ["mc2001"],
         "rollback_s": 300,
+        "knobs": {"baseline_s": 3, "hold_s": 5, "traffic_rate": 200, "traffic_max_s": 600},
         # In the lab the client is the controller, against the router's lab address.
         "client": {
             "host": "localhost",
@@ -165,3 +166,28 @@ def test_proxy_drill_refuses_a_target_that_is_not_a_proxy_or_not_in_the_inventor
         "lab_subnet: not set; a proxy drill sends its client traffic from the controller,"
         " only to a lab subnet or loopback",
     ]
+
+
+def test_the_drills_knobs_get_defaults_and_each_bad_one_is_named(lab):
+    plan = plan_drill(*lab, shard="mc2001", lab_subnet=LAB_SUBNET, hold_s="8", traffic_rate="")
+    assert plan["knobs"] == {"baseline_s": 3, "hold_s": 8, "traffic_rate": 200, "traffic_max_s": 600}
+    plan = plan_drill(
+        *lab, shard="mc2001", lab_subnet=LAB_SUBNET, hold_s="0", traffic_rate="fast", traffic_max_s="5"
+    )
+    assert plan["targets"] == []
+    assert plan["problems"] == [
+        "drill_hold_s=0: must be a whole number from 1 to 3600",
+        "drill_traffic_rate=fast: must be a whole number from 1 to 5000",
+        "drill_traffic_max_s=5: shorter than the baseline and the hold (8 s);"
+        " the traffic must outlast the drill",
+    ]
+
+
+def test_a_proxy_drills_knobs_are_checked_once(lab):
+    from ansible_collections.mcfleet.fleet.plugins.module_utils.drill_plan import plan_proxy_drill
+
+    plan = plan_proxy_drill(*lab, target="mwproxy2001", lab_subnet=LAB_SUBNET, proxy_traffic_s="")
+    assert plan["knobs"] == {"proxy_traffic_s": 10, "replicated_count": 100}
+    plan = plan_proxy_drill(*lab, target="mwproxy2001", lab_subnet=LAB_SUBNET, replicated_count="-1")
+    assert plan["targets"] == []
+    assert plan["problems"] == ["drill_replicated_count=-1: must be a whole number from 1 to 100000"]

@@ -166,6 +166,11 @@ def test_traffic_errors_counts_a_real_timeline_in_a_window(server, tmp_path, cap
     summary = run(plan_for(server, tmp_path, max_duration_s=1.0, rate_per_s=200))
     server.stop()  # every request after this is a client error
     stopped_at = time.time()
+    # since_s is counted back from the module's own clock, read a moment after this test
+    # reads its own (milliseconds on a loaded machine): the window then starts a little after
+    # stopped_at. A pause keeps the first failing request clear of that edge; without it the
+    # first failing request comes about a millisecond after stopped_at and may fall outside.
+    time.sleep(0.5)
     failing = run(plan_for(server, tmp_path, timeline=str(tmp_path / "failing.jsonl"), max_duration_s=0.5))
     # One timeline: the healthy second, then the half second against a dead router.
     with open(tmp_path / "both.jsonl", "w", encoding="utf-8") as both:
