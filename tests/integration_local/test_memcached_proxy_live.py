@@ -99,10 +99,33 @@ def wait_for_port(address, port, up=True, timeout_s=20):
 
 
 def raw(address, port, request):
+    """The whole reply to one request: read until it is complete, not for a fixed time (on a
+    loaded machine a multi-key reply may come in pieces). What came by the timeout otherwise."""
+    reply = b""
     with socket.create_connection((address, port), timeout=2) as conn:
         conn.sendall(request)
-        time.sleep(0.1)
-        return conn.recv(4096)
+        while not reply_complete(reply):
+            try:
+                chunk = conn.recv(4096)
+            except TimeoutError:
+                break
+            if not chunk:
+                break
+            reply += chunk
+    return reply
+
+
+def reply_complete(reply):
+    """Whether `reply` is a whole answer: a text get's ends with END, a meta get's value
+    (VA <size>) follows its line, any other answer (HD, EN, END, an error) is one line."""
+    line, crlf, rest = reply.partition(b"\r\n")
+    if not crlf:
+        return False
+    if line.startswith(b"VALUE "):
+        return reply.endswith(b"\r\nEND\r\n")
+    if line.startswith(b"VA "):
+        return len(rest) >= int(line.split()[1]) + 2
+    return True
 
 
 @pytest.fixture(scope="module")
