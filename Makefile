@@ -43,7 +43,8 @@ test:
 # Every shell script in the repository (ansible-test's shellcheck only looks at *.sh files,
 # and lab/ is not in its copy of the tree, see ansible-test-tree); lab/bootstrap.sh installs it.
 SHELL_SCRIPTS := lab/bootstrap.sh lab/build-image.sh .ci/run \
-  roles/memcached/files/memcached-check-config roles/memcached_proxy/files/mcfleet-proxy-check
+  roles/memcached/files/memcached-check-config roles/memcached/files/memcached-target-candidate \
+  roles/memcached_proxy/files/mcfleet-proxy-check
 lint:
 	ruff check .
 	ruff format --check .
