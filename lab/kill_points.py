@@ -7,6 +7,11 @@ group gets SIGKILL, so the step after it is the one in progress. Then, with no c
   - wait for the host's rollback timer (it brings memcached back, then lifts the block);
   - on every memcached host of the datacentre: no MCFLEET-* rule, memcached active, not masked;
   - the shard was out of service no longer than the rollback time plus 30 s;
+  - nothing acknowledged is lost: canary keys written through the router before the run
+    (mcfleet.fleet's FailoverVerifier, which also finds each one's shard) are read from their
+    shards again. Every one must still be there, except on the maintained shard once the
+    kill came after its stop: a restart empties a shard by design, and those are counted as
+    "emptied", not lost;
 then the same command runs again (the documented lock override names the kill), and must
 finish with 0 client errors. One JSON line per kill point, and a summary, on stdout and in
 --report.
@@ -29,6 +34,16 @@ from datetime import datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+# The collection, as Ansible finds it (.collections/ansible_collections/mcfleet/fleet -> REPO).
+sys.path.insert(0, str(REPO / ".collections"))
+
+from ansible_collections.mcfleet.fleet.plugins.module_utils.failover_verify import (  # noqa: E402
+    FailoverVerifier,
+    value_version,
+)
+from ansible_collections.mcfleet.fleet.plugins.module_utils.topology import build_topology  # noqa: E402
+
+CANARIES = 300
 # The journal's steps of one host, in order (plugins/module_utils/maintenance_progress.py):
 # killed right after step X is recorded, the controller dies inside the step after X.
 POINTS = (
@@ -40,6 +55,69 @@ STATE_SCRIPT = (
     'printf \'%s %s %s\\n\' "$(systemctl is-active memcached)" "$(systemctl is-enabled memcached)" '
     "\"$( (iptables-save; ip6tables-save) 2>/dev/null | grep -c 'MCFLEET-DRILL\\|MCFLEET-MAINT')\""
 )
+
+
+def lab_model():
+    """The topology model of the lab inventory, built as the playbooks build it."""
+    from ansible.inventory.manager import InventoryManager
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.vars.manager import VariableManager
+
+    loader = DataLoader()
+    inventory = InventoryManager(loader=loader, sources=[str(REPO / "inventories" / "lab")])
+    variables = VariableManager(loader=loader, inventory=inventory)
+    groups = {name: [host.name for host in group.get_hosts()] for name, group in inventory.groups.items()}
+    hostvars = {host.name: variables.get_vars(host=host) for host in inventory.get_hosts()}
+    return build_topology(groups, hostvars)
+
+
+def verifier(model: dict, datacentre: str) -> FailoverVerifier:
+    """Canaries through the datacentre's first router at its lab address, as the run's client."""
+    dc = model["datacentres"][datacentre]
+    router = dc["routers"][0]
+    engine = model["routers"][router["host"]]["engine"]
+    return FailoverVerifier(
+        router={**router, "engine": engine},
+        shards=dc["main"],
+        gutter=dc["gutter"],
+        route_prefix=dc["route_prefix"],
+    )
+
+
+def write_canaries(model: dict, datacentre: str) -> tuple[dict, dict]:
+    """Canaries written and located before the run: (the verifier's result, its state)."""
+    check = verifier(model, datacentre)
+    try:
+        return check.before(CANARIES)
+    finally:
+        check.close()
+
+
+def acknowledged_kept(model: dict, datacentre: str, state: dict, emptied_host: str | None) -> dict:
+    """Reads every acknowledged canary from its own shard: kept, emptied (on `emptied_host`,
+    restarted by design) or lost (anywhere else, or on a shard that was never stopped)."""
+    check = verifier(model, datacentre)
+    counts = {"acknowledged": 0, "kept": 0, "emptied": 0, "lost": 0, "lost_on": {}}
+    try:
+        by_home: dict[str, list[dict]] = {}
+        for canary in state["canaries"]:
+            if canary["acked"] and canary["home"]:
+                by_home.setdefault(canary["home"], []).append(canary)
+        for home, canaries in by_home.items():
+            shard = next(server for server in check.shards if server.host == home)
+            values = shard.get_many([canary["key"] for canary in canaries])
+            for canary in canaries:
+                counts["acknowledged"] += 1
+                if value_version(values.get(canary["key"])) == canary["acked"]:
+                    counts["kept"] += 1
+                elif home == emptied_host:
+                    counts["emptied"] += 1
+                else:
+                    counts["lost"] += 1
+                    counts["lost_on"][home] = counts["lost_on"].get(home, 0) + 1
+    finally:
+        check.close()
+    return counts
 
 
 def lab_hosts(datacentre: str) -> list[str]:
@@ -162,8 +240,10 @@ def main() -> int:
     log_dir = REPO / "reports" / "kill-points"
     log_dir.mkdir(parents=True, exist_ok=True)
 
+    model = lab_model()
     results = []
     for point in points:
+        before, canary_state = write_canaries(model, args.limit)
         result = kill_at(point, command, run_dir, first_host, log_dir / f"{args.action}-{point}.log", 600)
         if "error" not in result:
             # The traffic the dead controller started is bounded; end it now (it polls its stop file).
@@ -183,6 +263,12 @@ def main() -> int:
             out_from = result["blocked_at"]
             result["out_of_service_s"] = round(restored_at - out_from, 1) if out_from else 0.0
             result["within_rollback_plus_30s"] = result["out_of_service_s"] <= args.rollback_s + SLACK_S
+            # Killed after the stop: the maintained shard was restarted, so it is empty by design.
+            stopped = POINTS.index(point) >= POINTS.index("stop")
+            result["canaries"] = acknowledged_kept(
+                model, args.limit, canary_state, first_host if stopped else None
+            )
+            result["canaries"]["written_before"] = before["acknowledged"]
             # The same command again; the lock of the dead run is broken with the documented override.
             override = {
                 "maintenance_break_lock": f"kill-point matrix: killed after {point}, every host restored"
@@ -202,6 +288,8 @@ def main() -> int:
             result["ok"] = (
                 result["all_restored"]
                 and result["within_rollback_plus_30s"]
+                and result["canaries"]["lost"] == 0
+                and result["canaries"]["acknowledged"] == before["acknowledged"] > 0
                 and result["rerun_rc"] == 0
                 and result["rerun_client_errors"] == 0
             )
@@ -218,6 +306,7 @@ def main() -> int:
         "ok": sum(1 for r in results if r.get("ok")),
         "max_out_of_service_s": max((r.get("out_of_service_s") or 0) for r in results) if results else None,
         "rerun_client_errors": sum((r.get("rerun_client_errors") or 0) for r in results),
+        "acknowledged_lost": sum((r.get("canaries") or {}).get("lost", 0) for r in results),
     }
     print(json.dumps({"summary": summary}), flush=True)
     if args.report:
