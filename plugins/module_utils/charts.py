@@ -195,3 +195,25 @@ def write_files(out_dir: str, files: dict[str, bytes | str], check_mode: bool = 
             os.replace(tmp, path)
         written[path] = changed
     return written
+
+
+def report_result(
+    out_dir: str,
+    files: dict[str, bytes | str],
+    json_name: str,
+    report: dict,
+    check_mode: bool = False,
+    diff: bool = False,
+) -> dict:
+    """A report module's result: its files written (write_files), `changed` when any differed,
+    and with `diff` the JSON report before and after."""
+    json_path = os.path.join(out_dir, json_name)
+    before_json = ""
+    if diff and os.path.exists(json_path):
+        with open(json_path, encoding="utf-8") as handle:
+            before_json = handle.read()
+    written = write_files(out_dir, files, check_mode=check_mode)
+    result = {"changed": any(written.values()), "report": report, "paths": list(written)}
+    if diff:
+        result["diff"] = {"before": before_json, "after": files[json_name], "after_header": json_path}
+    return result

@@ -100,7 +100,10 @@ paths:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.mcfleet.fleet.plugins.module_utils.charts import fail_without_matplotlib, write_files
+from ansible_collections.mcfleet.fleet.plugins.module_utils.charts import (
+    fail_without_matplotlib,
+    report_result,
+)
 from ansible_collections.mcfleet.fleet.plugins.module_utils.drill_report import build_report, render_files
 
 
@@ -128,19 +131,9 @@ def main() -> None:
         {**p["drill"], "drill_id": p["drill_id"]}, p["timeline"], p["verify"], events, p["rules_left"]
     )
     files = render_files(report, rows)
-    json_path = os.path.join(p["report_dir"], p["drill_id"] + ".json")
-    before_json = ""
-    if os.path.exists(json_path):
-        with open(json_path, encoding="utf-8") as handle:
-            before_json = handle.read()
-    written = write_files(p["report_dir"], files, check_mode=module.check_mode)
-    result = {"changed": any(written.values()), "report": report, "paths": list(written)}
-    if module._diff:
-        result["diff"] = {
-            "before": before_json,
-            "after": files[p["drill_id"] + ".json"],
-            "after_header": json_path,
-        }
+    result = report_result(
+        p["report_dir"], files, p["drill_id"] + ".json", report, module.check_mode, module._diff
+    )
     module.exit_json(**result)
 
 

@@ -167,7 +167,10 @@ paths:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.mcfleet.fleet.plugins.module_utils.charts import fail_without_matplotlib, write_files
+from ansible_collections.mcfleet.fleet.plugins.module_utils.charts import (
+    fail_without_matplotlib,
+    report_result,
+)
 from ansible_collections.mcfleet.fleet.plugins.module_utils.proxy_drill_report import (
     KINDS,
     build_report,
@@ -217,16 +220,9 @@ def main() -> None:
             module.fail_json(msg=f"timelines.{phase}: {path} does not exist")
     report, rows = build_report({**p["drill"], "drill_id": p["drill_id"]}, p["replication"], p["timelines"])
     files = render_files(report, rows)
-    json_name = f"proxy-{p['drill_id']}.json"
-    json_path = os.path.join(p["report_dir"], json_name)
-    before_json = ""
-    if os.path.exists(json_path):
-        with open(json_path, encoding="utf-8") as handle:
-            before_json = handle.read()
-    written = write_files(p["report_dir"], files, check_mode=module.check_mode)
-    result = {"changed": any(written.values()), "report": report, "paths": list(written)}
-    if module._diff:
-        result["diff"] = {"before": before_json, "after": files[json_name], "after_header": json_path}
+    result = report_result(
+        p["report_dir"], files, f"proxy-{p['drill_id']}.json", report, module.check_mode, module._diff
+    )
     module.exit_json(**result)
 
 
