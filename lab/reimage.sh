@@ -15,10 +15,12 @@ podman image exists "$image" || "$repo/lab/build-image.sh" "$release"
 network=$(podman inspect --format '{{range $name, $_ := .NetworkSettings.Networks}}{{$name}}{{end}}' "$container")
 address=$(podman inspect --format '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$container")
 hostname=$(podman inspect --format '{{.Config.Hostname}}' "$container")
+# The same NIC: a reimaged server keeps its MAC, and so the routers' neighbour caches stay right.
+mac=$(podman inspect --format '{{range .NetworkSettings.Networks}}{{.MacAddress}}{{end}}' "$container")
 say "$container ($hostname, $address on $network) -> $image"
 podman rm -f "$container" >/dev/null
 podman run -d --name "$container" --hostname "$hostname" --network "$network" --ip "$address" \
-  --restart=always --systemd=always --privileged "$image" /sbin/init >/dev/null
+  --mac-address "$mac" --restart=always --systemd=always --privileged "$image" /sbin/init >/dev/null
 # systemctl cannot reach PID 1 for a moment after the start.
 for _ in $(seq 1 60); do
   state=$(podman exec "$container" systemctl is-system-running --wait 2>/dev/null || true)
