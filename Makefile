@@ -42,7 +42,7 @@ test:
 
 # Every shell script in the repository (ansible-test's shellcheck only looks at *.sh files,
 # and lab/ is not in its copy of the tree, see ansible-test-tree); lab/bootstrap.sh installs it.
-SHELL_SCRIPTS := lab/bootstrap.sh lab/build-image.sh .ci/run \
+SHELL_SCRIPTS := lab/bootstrap.sh lab/build-image.sh lab/reimage.sh lab/restart_file_across_releases.sh .ci/run \
   roles/memcached/files/memcached-check-config roles/memcached/files/memcached-target-candidate \
   roles/memcached_proxy/files/mcfleet-proxy-check
 lint:
