@@ -17,6 +17,9 @@ from ansible_collections.mcfleet.fleet.plugins.module_utils.maintenance_progress
 from ansible_collections.mcfleet.fleet.plugins.module_utils.traffic import load_timeline, per_second
 
 REPORT_FORMAT = 1
+# Wikimedia's rolling restart (operations-cookbooks, cookbooks/sre/memcached/roll-reboot-restart.py)
+# sleeps this long after each host before the next: the schedule a run is set against.
+COOKBOOK_SLEEP_S = 900
 
 
 def _iso(epoch):
@@ -100,6 +103,8 @@ def build_report(entries: list, timeline_path: str | None, status: str) -> dict:
         if maintained
         else None,
         "versions_before": {host: data.get("version") for host, data in before.items()},
+        # The cookbook's sleeps alone, between the hosts this run maintained, batch size 1.
+        "cookbook_sleep_s": max(len(maintained) - 1, 0) * COOKBOOK_SLEEP_S,
     }
 
 
@@ -114,10 +119,13 @@ def render_markdown(report: dict, chart_stem: str) -> str:
         f"- client requests {report['requests']}, client errors {report['client_errors']}",
         f"- hosts maintained: {report['maintained']}, mean mcfleet overhead per host "
         f"(wall minus act and warm-up): {report['mean_overhead_s']} s",
+        f"- against Wikimedia's roll-reboot-restart cookbook ({COOKBOOK_SLEEP_S} s between hosts, one at "
+        f"a time): its sleeps alone for these hosts take {report.get('cookbook_sleep_s', 0)} s, "
+        f"this whole run {report['wall_s']} s",
         "",
-        "| host | status | out (s) | errors while out | hit ratio before | after | wall (s) | act (s) "
-        "| overhead (s) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| host | status | out (s) | errors while out | hit ratio before | after | items before "
+        "| right after the start | after the warm-up | wall (s) | act (s) | overhead (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for h in report["hosts"]:
 
@@ -127,7 +135,9 @@ def render_markdown(report: dict, chart_stem: str) -> str:
         lines.append(
             f"| {h['host']} | {h['status']} | {fmt(h.get('out_s'))} "
             f"| {fmt(h.get('client_errors_while_out'))} "
-            f"| {fmt(h.get('hit_ratio_before'))} | {fmt(h.get('hit_ratio_after'))} | {fmt(h.get('wall_s'))} "
+            f"| {fmt(h.get('hit_ratio_before'))} | {fmt(h.get('hit_ratio_after'))} "
+            f"| {fmt(h.get('items_before'))} | {fmt(h.get('items_after_start'))} "
+            f"| {fmt(h.get('items_after_warmup'))} | {fmt(h.get('wall_s'))} "
             f"| {fmt(h.get('step_seconds', {}).get('act'))} | {fmt(h.get('overhead_s'))} |"
         )
     lines += ["", "Seconds per step:", "", "| host | " + " | ".join(STEPS[1:]) + " |"]

@@ -84,6 +84,8 @@ def test_the_report_counts_time_out_errors_while_out_and_overhead(tmp_path):
         },
         *entries_of("mc2001", 100.0, 1.0),
     ]
+    warmup = next(entry for entry in log if entry["step"] == "warmup")
+    warmup["data"] = {"items_before": 5000, "items_after_start": 0, "items_after_warmup": 1200}
     report = build_report(log, str(timeline), "finished")
     host = report["hosts"][0]
     assert report["maintained"] == 1
@@ -94,5 +96,23 @@ def test_the_report_counts_time_out_errors_while_out_and_overhead(tmp_path):
     files = render_files(report, log, str(timeline), "maintenance-x")
     assert set(files) == {"maintenance-x.json", "maintenance-x.md", "maintenance-x.png", "maintenance-x.svg"}
     assert "| mc2001 | done | 7.000 | 1 |" in files["maintenance-x.md"]
+    # Items before, right after the start, after the warm-up; one host: no cookbook sleep.
+    assert "| 5000 | 0 | 1200 |" in files["maintenance-x.md"]
+    assert report["cookbook_sleep_s"] == 0
+    assert "its sleeps alone for these hosts take 0 s" in files["maintenance-x.md"]
     ids, texts = check_chart(files, "maintenance-x", files["maintenance-x.md"])
     assert {"series-errors/s", "span-mc2001"} <= ids and "mc2001" in texts
+
+
+def test_the_report_sets_the_run_against_the_cookbooks_sleeps_between_hosts():
+    plan = {"datacentre": "codfw", "action": "restart", "reason": "T1", "batch_size": 1}
+    log = [
+        {"t": 100.0, "host": "codfw", "step": "plan", "data": {"plan": plan, "run": {"id": "x"}}},
+        *entries_of("mc2001", 100.0, 1.0),
+        *entries_of("mc2002", 120.0, 1.0),
+        *entries_of("mc2003", 140.0, 1.0, upto="act"),  # stopped part way: not maintained
+    ]
+    report = build_report(log, None, "stopped")
+    assert report["maintained"] == 2
+    # Two hosts done: the cookbook sleeps once between them.
+    assert report["cookbook_sleep_s"] == 900
