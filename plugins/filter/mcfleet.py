@@ -27,6 +27,8 @@ The model itself is built once per run by the mcfleet.fleet.topology action (pla
 "{{ mcfleet | mcfleet.fleet.route_what_moves(router, blocked, keys) }}"   where keys go while servers are out
 "{{ comparison | mcfleet.fleet.lru_lab_servers(shard, shard_settings, addresses, choices) }}"  the
     LRU comparison's two lab servers; "{{ server | mcfleet.fleet.lru_memcached_conf }}" the config of one
+"{{ health | mcfleet.fleet.warm_restart_check(restart_file, extstore_path) }}"   whether a restart on
+    the config behind `health` (memcached_health) would keep the cache, and why not
 "{{ variables | mcfleet.fleet.memcached_expected_settings(port) }}"   `stats settings` the memcached
     role configures from these inventory variables, its defaults/main.yml filling the rest
 """
@@ -48,6 +50,7 @@ from ansible_collections.mcfleet.fleet.plugins.module_utils import (
     render_memcached_proxy,
     route_explain,
     route_hashing,
+    warm_restart,
 )
 from ansible_collections.mcfleet.fleet.plugins.module_utils import (
     maintenance_plan as maintenance_plan_utils,
@@ -270,4 +273,5 @@ class FilterModule:
             "route_what_moves": route_what_moves,
             "lru_lab_servers": lru_lab_servers,
             "lru_memcached_conf": lru_compare.memcached_conf,
+            "warm_restart_check": warm_restart.check,
         }

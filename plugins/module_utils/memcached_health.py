@@ -27,6 +27,8 @@ OPTION_SETTINGS = {
     "-t": ("num_threads", int),
     "-f": ("growth_factor", float),
     "-n": ("chunk_size", int),
+    # The restartable cache's memory file (memcached_restart_file); "(null)" when there is none.
+    "-e": ("memory_file", str),
 }
 # -o options whose presence turns a yes/no setting on (no_<name> turns it off).
 EXTENDED_SWITCHES = {
