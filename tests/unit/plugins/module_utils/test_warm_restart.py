@@ -21,8 +21,9 @@ RUNNING = {
 }
 
 
-def health_for(config, running=RUNNING, is_running=True):
-    """What memcached_health reports for `config` on disk against `running`."""
+def health_for(config, running=None, is_running=True):
+    """What memcached_health reports for `config` on disk against `running` (RUNNING if None)."""
+    running = RUNNING if running is None else running
     return {"running": is_running, "pending": drift(settings_from_config(config), running)}
 
 
