@@ -120,7 +120,7 @@ def render_markdown(report: dict, chart_stem: str) -> str:
         f"- hosts maintained: {report['maintained']}, mean mcfleet overhead per host "
         f"(wall minus act and warm-up): {report['mean_overhead_s']} s",
         f"- against Wikimedia's roll-reboot-restart cookbook ({COOKBOOK_SLEEP_S} s between hosts, one at "
-        f"a time): its sleeps alone for these hosts take {report.get('cookbook_sleep_s', 0)} s, "
+        f"a time): its sleeps alone for these hosts take {report['cookbook_sleep_s']} s, "
         f"this whole run {report['wall_s']} s",
         "",
         "| host | status | out (s) | errors while out | hit ratio before | after | items before "
