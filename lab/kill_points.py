@@ -18,12 +18,14 @@ finish with 0 client errors. One JSON line per kill point, and a summary, on std
 
   .venv/bin/python3 lab/kill_points.py --limit codfw --rollback-s 30 \
       [--points block,stop,act] [--report reports/kill-points-restart.json]
-  ... --action upgrade --target-release trixie --points act   (in place; one-way: reimage back)
+  ... --action upgrade --rollback-s 180 --target-release trixie --points stop,act \\
+      --skip mc2002,mc2003 --reset-release bookworm   (in place is one-way: each point reimages back)
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -165,6 +167,26 @@ def rollback_expiry(host: str) -> float | None:
     return datetime.fromisoformat(json.loads(read.stdout)["expires_at"]).timestamp()
 
 
+def descendants(root: int) -> list[int]:
+    """Every process below `root`, whatever session it moved to (from /proc's parent links)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            # The parent is the 4th field of stat, after the command name in parentheses.
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
 def kill_at(
     point: str, command: list[str], run_dir: Path, first_host: str, log: Path, timeout_s: float
 ) -> dict:
@@ -190,7 +212,12 @@ def kill_at(
             time.sleep(0.1)
     finally:
         if run.poll() is None:
+            # Mitogen's multiplexer runs in a session of its own: killpg alone leaves it alive.
+            strays = descendants(run.pid)
             os.killpg(run.pid, signal.SIGKILL)
+            for pid in strays:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         run.wait()
     result["killed_at"] = time.time()
     result["killed_after_s"] = round(result["killed_at"] - started, 1)
@@ -199,6 +226,29 @@ def kill_at(
     ]
     result["blocked_at"] = blocks[0] if blocks else None
     return result
+
+
+def reset_to_release(hosts: list[str], release: str, log: Path) -> None:
+    """Reimage (lab/reimage.sh) each host that does not run `release`, then configure them."""
+    behind = []
+    for host in hosts:
+        codename = subprocess.run(
+            ["podman", "exec", f"mcfleet-{host}", "sh", "-c", ". /etc/os-release; echo $VERSION_CODENAME"],
+            capture_output=True, text=True, timeout=60,
+        ).stdout.strip()  # fmt: skip
+        if codename != release:
+            behind.append(host)
+    if not behind:
+        return
+    with log.open("wb") as out:
+        for host in behind:
+            reimage = [str(REPO / "lab/reimage.sh"), f"mcfleet-{host}", release]
+            subprocess.run(reimage, stdout=out, stderr=out, check=True)
+        subprocess.run(
+            [str(REPO / ".venv/bin/ansible-playbook"), "-i", "inventories/lab", "playbooks/site.yml",
+             "--limit", ",".join(behind)],
+            stdout=out, stderr=out, check=True, cwd=REPO,
+        )  # fmt: skip
 
 
 def main() -> int:
@@ -211,6 +261,15 @@ def main() -> int:
     parser.add_argument("--rollback-s", type=int, default=30)
     parser.add_argument("--points", default=",".join(POINTS))
     parser.add_argument("--report", default="")
+    parser.add_argument(
+        "--skip", default="", help="hosts the run leaves out (comma-separated); their state is still checked"
+    )
+    parser.add_argument(
+        "--reset-release",
+        default="",
+        help="before each point, reimage every host not on this release and configure it (an "
+        "in-place upgrade is one-way)",
+    )
     args = parser.parse_args()
     points = [p for p in args.points.split(",") if p]
     unknown = sorted(set(points) - set(POINTS))
@@ -220,6 +279,8 @@ def main() -> int:
     hosts = lab_hosts(args.limit)
     first_host = next(h for h in hosts if not h.startswith("mc-gp"))
     run_dir = REPO / "reports" / f"maintenance-{args.limit}-{args.action}"
+    skipped = [host for host in args.skip.split(",") if host]
+    run_limit = ":".join([args.limit, *(f"!{host}" for host in skipped)])
     # Extra variables as JSON: key=value words would split the reason at its spaces.
     extra = {
         "maintenance_action": args.action,
@@ -234,7 +295,7 @@ def main() -> int:
         "inventories/lab",
         "playbooks/rolling_maintenance.yml",
     ]
-    command = [*playbook, "--limit", args.limit, "-e", json.dumps(extra)]
+    command = [*playbook, "--limit", run_limit, "-e", json.dumps(extra)]
     env_note = {"ANSIBLE_CONFIG": str(REPO / "ansible.cfg")}
     os.environ.update(env_note)
     log_dir = REPO / "reports" / "kill-points"
@@ -243,6 +304,8 @@ def main() -> int:
     model = lab_model()
     results = []
     for point in points:
+        if args.reset_release:
+            reset_to_release(hosts, args.reset_release, log_dir / f"{args.action}-{point}-reset.log")
         before, canary_state = write_canaries(model, args.limit)
         result = kill_at(point, command, run_dir, first_host, log_dir / f"{args.action}-{point}.log", 600)
         if "error" not in result:

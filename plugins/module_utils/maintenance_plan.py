@@ -29,6 +29,11 @@ RELEASE_MAJOR = {"buster": "10", "bullseye": "11", "bookworm": "12", "trixie": "
 MAX_ROLLBACK_S = 86400
 # A host's window, when nothing else bounds it: block to done, warm-up included.
 HOST_WINDOW_S = 900
+# The shortest rollback an upgrade may have. Its act (a full upgrade and a reboot, or a
+# reimage) keeps the shard out for minutes; a timer that fired inside it would start memcached
+# while the controller still works on the host. The rollback is the whole window's deadline,
+# counted from the first block (a re-block after the reboot keeps it).
+MIN_UPGRADE_ROLLBACK_S = 180
 # The datacentre's lock outlives a host's rollback timer by this much, so a run that lost its
 # controller keeps others out until its host has restored itself, and no longer.
 LOCK_MARGIN_S = 60
@@ -126,6 +131,12 @@ def plan_maintenance(
             problems.append(f"target_release={target_release}: not one of {', '.join(RELEASES)}")
         if method not in METHODS:
             problems.append(f"upgrade_method={method}: not one of {', '.join(METHODS)}")
+        rollback = _whole_number(rollback_s)
+        if rollback is not None and 1 <= rollback < MIN_UPGRADE_ROLLBACK_S:
+            problems.append(
+                f"maintenance_rollback_s={rollback_s}: an upgrade needs at least {MIN_UPGRADE_ROLLBACK_S} s "
+                "(the host's timer would bring memcached back in the middle of the upgrade and reboot)"
+            )
         if method == "reimage" and not reimage_command:
             problems.append(
                 "reimage_command: required with upgrade_method=reimage "

@@ -44,6 +44,9 @@ __all__ = ["BACKENDS", "FAMILIES", "CommandRunner", "parse_backend", "validate_n
 
 DEFAULT_CHAIN = "MCFLEET-DRILL"
 DEFAULT_STATE_DIR = "/run/mcfleet"
+# What a block that survives a reboot keeps on disk (survive_reboot).
+BOOT_DIR = "/var/lib/mcfleet/boot"
+UNIT_DIR = "/etc/systemd/system"
 MODES = ("reject", "drop")
 SSH_PORT = 22
 MAX_ROLLBACK_S = 86400
@@ -189,6 +192,84 @@ class DrillPaths:
     def timer_unit(self):
         return f"{self.stem}-rollback"
 
+    # A block that must outlive a reboot (an in-place upgrade reboots with memcached masked):
+    # /run is emptied and the transient timer ends, so a unit of the next boot arms the timer
+    # again, for the time left, on a copy of the script kept on disk.
+    @property
+    def boot_script(self):
+        return os.path.join(BOOT_DIR, f"{self.stem}-rollback.sh")
+
+    @property
+    def boot_arm_script(self):
+        return os.path.join(BOOT_DIR, f"{self.stem}-arm.sh")
+
+    @property
+    def boot_unit_file(self):
+        return os.path.join(UNIT_DIR, f"{self.stem}-rearm.service")
+
+    @property
+    def boot_wants_link(self):
+        return os.path.join(UNIT_DIR, "multi-user.target.wants", f"{self.stem}-rearm.service")
+
+    @property
+    def boot_files(self):
+        return (self.boot_wants_link, self.boot_unit_file, self.boot_arm_script, self.boot_script)
+
+
+def timer_argv(systemd_run, unit, seconds, script):
+    """systemd-run arguments of the rollback timer (also written into the boot's arm script)."""
+    return [
+        systemd_run,
+        f"--unit={unit}",
+        f"--on-active={seconds}s",
+        # The default accuracy of one minute would let a 5 s rollback fire a minute late.
+        "--timer-property=AccuracySec=100ms",
+        "--timer-property=RemainAfterElapse=no",
+        "--description=mcfleet shard block rollback",
+        "/bin/sh",
+        script,
+    ]
+
+
+def boot_arm_script(paths, deadline):
+    """The script the boot unit runs: the rollback timer again, for what is left of its time."""
+    unit = shlex.quote(paths.timer_unit)
+    argv = timer_argv("systemd-run", paths.timer_unit, "LEFT", paths.boot_script)
+    # Every word quoted but the delay, which the shell fills in.
+    delay = '--on-active="${left}s"'
+    arm = " ".join(delay if word == "--on-active=LEFTs" else shlex.quote(word) for word in argv)
+    return "\n".join(
+        [
+            "#!/bin/sh",
+            f"# Written by mcfleet.fleet.shard_block: a reboot ended the rollback timer of {paths.chain};",
+            "# arm it again for the time left until its deadline (at once if that has passed).",
+            f"left=$(( {int(deadline)} - $(date +%s) ))",
+            '[ "$left" -ge 1 ] || left=1',
+            f"systemctl reset-failed {unit}.timer {unit}.service 2>/dev/null",
+            f"exec {arm}",
+            "",
+        ]
+    )
+
+
+def boot_unit(paths):
+    return "\n".join(
+        [
+            "# Written by mcfleet.fleet.shard_block; removed with the block.",
+            "[Unit]",
+            f"Description=mcfleet: arm the rollback timer of {paths.chain} again after a reboot",
+            f"ConditionPathExists={paths.boot_arm_script}",
+            "",
+            "[Service]",
+            "Type=oneshot",
+            f"ExecStart=/bin/sh {paths.boot_arm_script}",
+            "",
+            "[Install]",
+            "WantedBy=multi-user.target",
+            "",
+        ]
+    )
+
 
 # What a maintenance window restores on its host (restore_memcached): the unit, its config, the
 # copy of the config the host last ran well (kept by the maintenance before it stops memcached),
@@ -239,7 +320,7 @@ def memcached_restore_lines():
     ]
 
 
-def rollback_script(tables, request, paths, backend, restore_memcached=False):
+def rollback_script(tables, request, paths, backend, restore_memcached=False, survive_reboot=False):
     lines = [
         "#!/bin/sh",
         f"# Written by mcfleet.fleet.shard_block: lifts the drill block on {request.chain} ({backend}).",
@@ -251,7 +332,11 @@ def rollback_script(tables, request, paths, backend, restore_memcached=False):
     for family in FAMILIES:
         if tables.get(family) is not None:
             lines += tables[family].removal_shell_lines(request.chain, request.jump_rule())
-    lines += [f"rm -f {shlex.quote(paths.record)}", 'exit "$failed"', ""]
+    lines.append(f"rm -f {shlex.quote(paths.record)}")
+    if survive_reboot:
+        # Done: no later boot arms it again.
+        lines.append("rm -f " + " ".join(shlex.quote(path) for path in paths.boot_files))
+    lines += ['exit "$failed"', ""]
     return "\n".join(lines)
 
 
@@ -294,6 +379,8 @@ def make_record(request, backend, paths, rollback_after_s, now=None):
         "rollback_after_s": rollback_after_s,
         "armed_at": iso_utc(armed_at),
         "expires_at": iso_utc(armed_at + rollback_after_s),
+        # The same moment as a whole epoch second (rounded up), for the boot's arm script.
+        "deadline": int(armed_at + rollback_after_s + 0.999),
     }
 
 
@@ -323,16 +410,4 @@ class SystemdRollbackTimer:
 
     def arm(self, unit, seconds, script):
         self.disarm(unit)
-        self.runner.checked(
-            [
-                self.systemd_run,
-                f"--unit={unit}",
-                f"--on-active={seconds}s",
-                # The default accuracy of one minute would let a 5 s rollback fire a minute late.
-                "--timer-property=AccuracySec=100ms",
-                "--timer-property=RemainAfterElapse=no",
-                "--description=mcfleet shard block rollback",
-                "/bin/sh",
-                script,
-            ]
-        )
+        self.runner.checked(timer_argv(self.systemd_run, unit, seconds, script))

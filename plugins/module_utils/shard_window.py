@@ -124,6 +124,9 @@ def describe_window(
         "rollback_s": _whole("rollback_s", rollback_s, 1, MAX_ROLLBACK_S),
         # The host's timer brings memcached back only where the window stops it.
         "restore_memcached": kind == "maintenance",
+        # An in-place upgrade reboots with memcached masked: a unit of the next boot arms the
+        # timer again, in case the controller died during the reboot.
+        "survive_reboot": act == "in_place",
         # What the timer runs: a stopped window runs it at once, also one a killed run armed.
         "rollback_script": DrillPaths(DEFAULT_STATE_DIR, CHAINS[kind]).script,
         # The clients the block cuts off: the datacentre's routers and cross-DC proxies.

@@ -98,6 +98,16 @@ options:
       - Running the script now (what the maintenance's rescue does) restores the same way.
     type: bool
     default: false
+  survive_reboot:
+    description:
+      - For a block the host reboots under (an in-place upgrade). A reboot empties iptables
+        and ends the transient timer; this also keeps a copy of the rollback script under
+        C(/var/lib/mcfleet/boot) and enables a unit of the next boot that arms the timer
+        again for the time left until the deadline (at once if it has passed), so a host
+        whose controller died during its reboot still brings memcached back.
+      - O(state=absent), and the rollback itself, remove the copy and the unit.
+    type: bool
+    default: false
 requirements:
   - iptables (ip6tables for IPv6), iptables-restore, systemd (systemd-run, systemctl) on the host
   - conntrack when O(flush_conntrack=true)
@@ -197,6 +207,8 @@ from ansible_collections.mcfleet.fleet.plugins.module_utils.shard_block import (
     DrillPaths,
     ShardBlockError,
     SystemdRollbackTimer,
+    boot_arm_script,
+    boot_unit,
     delete_conntrack_entries,
     load_record,
     make_record,
@@ -219,6 +231,7 @@ ARGUMENT_SPEC = {
     "state_dir": {"type": "path", "default": DEFAULT_STATE_DIR},
     "backend": {"type": "str", "choices": ["auto", *BACKENDS], "default": "auto"},
     "restore_memcached": {"type": "bool", "default": False},
+    "survive_reboot": {"type": "bool", "default": False},
 }
 
 
@@ -325,22 +338,31 @@ class ShardBlockModule:
             for family, ruleset in rulesets.items()
         }
         armed = self.timer.is_armed(self.paths.timer_unit)
-        if not any(change.changed for change in plans.values()) and armed:
+        guarded = not params["survive_reboot"] or all(os.path.exists(p) for p in self.paths.boot_files)
+        if not any(change.changed for change in plans.values()) and armed and guarded:
             return self.result(False, before, armed, before)
         if self.module.check_mode:
             planned = {family: change.after for family, change in plans.items()}
             return self.result(True, planned, True, before)
 
         # The rollback is in place before the first rule goes in.
+        script = rollback_script(
+            self.tables,
+            request,
+            self.paths,
+            self.backend,
+            restore_memcached=params["restore_memcached"],
+            survive_reboot=params["survive_reboot"],
+        )
         write_private_file(
             self.paths.script,
-            rollback_script(
-                self.tables, request, self.paths, self.backend, restore_memcached=params["restore_memcached"]
-            ),
+            script,
             0o700,
         )
         record = make_record(request, self.backend, self.paths, params["rollback_after_s"])
         write_private_file(self.paths.record, self.module.jsonify(record) + "\n")
+        if params["survive_reboot"]:
+            self.guard_reboot(script, record)
         self.timer.arm(self.paths.timer_unit, params["rollback_after_s"], self.paths.script)
 
         try:
@@ -363,6 +385,17 @@ class ShardBlockModule:
             deleted = delete_conntrack_entries(self.runner, conntrack, request, request.families() - missing)
         return self.result(True, self.listings(self.read()), True, before, deleted, applied_at)
 
+    def guard_reboot(self, script, record):
+        """The rollback's copy on disk and the boot unit that arms it again (survive_reboot)."""
+        paths = self.paths
+        write_private_file(paths.boot_script, script, 0o700)
+        write_private_file(paths.boot_arm_script, boot_arm_script(paths, record["deadline"]), 0o700)
+        write_private_file(paths.boot_unit_file, boot_unit(paths), 0o644)
+        # Enabled the way `systemctl enable` would: the link is read at the next boot.
+        os.makedirs(os.path.dirname(paths.boot_wants_link), exist_ok=True)
+        if not os.path.islink(paths.boot_wants_link):
+            os.symlink(paths.boot_unit_file, paths.boot_wants_link)
+
     def remove_all(self):
         """Delete our jumps and chain in every family, one transaction per family."""
         for table in self.tables.values():
@@ -374,6 +407,7 @@ class ShardBlockModule:
         before = self.listings(rulesets)
         armed = self.timer.is_armed(self.paths.timer_unit)
         present = any(ruleset.holds(self.paths.chain) for ruleset in rulesets.values())
+        present = present or any(os.path.lexists(path) for path in self.paths.boot_files)
         if not (present or armed):
             self.forget()
             return self.result(False, before, False, before)
@@ -389,8 +423,8 @@ class ShardBlockModule:
     def forget(self):
         if self.module.check_mode:
             return
-        for path in (self.paths.record, self.paths.script):
-            if os.path.exists(path):
+        for path in (self.paths.record, self.paths.script, *self.paths.boot_files):
+            if os.path.lexists(path):
                 os.unlink(path)
 
 

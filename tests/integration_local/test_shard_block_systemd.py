@@ -217,3 +217,43 @@ def test_timer_brings_back_memcached_on_the_known_good_config_when_the_new_one_i
     memcached_left_out("-o bogus")
     fire_maintenance_rollback()
     assert memcached_state() == ("active", "static", "-m 64 # good")
+
+
+BOOT_FILES = (
+    "/etc/systemd/system/multi-user.target.wants/mcfleet-maint-rearm.service",
+    "/etc/systemd/system/mcfleet-maint-rearm.service",
+    "/var/lib/mcfleet/boot/mcfleet-maint-arm.sh",
+    "/var/lib/mcfleet/boot/mcfleet-maint-rollback.sh",
+)
+
+
+def test_a_reboot_under_a_block_still_brings_memcached_back(container):
+    """An in-place upgrade reboots with memcached masked; the reboot empties iptables and /run
+    and ends the transient timer. If its controller died then, the next boot must arm the
+    rollback again from the copy on disk."""
+    memcached_left_out("-m 128 # good, and new")
+    blocked = shard_block(
+        "rollback_after_s=10", "chain=MCFLEET-MAINT", "restore_memcached=true", "survive_reboot=true"
+    )
+    assert blocked["changed"] is True and maintenance_rules()
+    assert all(in_container("test", "-e", path, check=False).returncode == 0 for path in BOOT_FILES)
+
+    podman("restart", "--time", "2", CONTAINER)
+    wait_for_systemd()
+    # Nothing of the first boot's block or timer is left: only the boot unit can restore it.
+    deadline = datetime.fromisoformat(blocked["rollback_timer"]["expires_at"]).timestamp() + 60
+    while memcached_state()[0] != "active":
+        assert time.time() < deadline, f"memcached not back a minute after the deadline: {memcached_state()}"
+        time.sleep(0.5)
+    assert memcached_state() == ("active", "static", "-m 128 # good, and new")
+    # Done once: the next boot arms nothing.
+    assert all(in_container("test", "-e", path, check=False).returncode != 0 for path in BOOT_FILES)
+
+
+def test_lifting_a_block_that_survives_reboots_removes_its_boot_unit(container):
+    block = ("rollback_after_s=300", "chain=MCFLEET-MAINT", "survive_reboot=true")
+    assert shard_block(*block)["changed"] is True
+    assert shard_block(*block)["changed"] is False
+    lifted = shard_block("state=absent", "chain=MCFLEET-MAINT")
+    assert lifted["changed"] is True and not maintenance_rules()
+    assert all(in_container("test", "-e", path, check=False).returncode != 0 for path in BOOT_FILES)

@@ -28,10 +28,10 @@ def test_a_restart_of_one_datacentre_is_planned_shard_by_shard_then_the_gutter(m
 
 def test_the_window_knobs_are_validated_once_and_the_lock_lives_on_a_router(model):
     plan = plan_maintenance(
-        model, CODFW, reason="T1", action="upgrade", target_release="trixie", rollback_s="120"
+        model, CODFW, reason="T1", action="upgrade", target_release="trixie", rollback_s="240"
     )
     assert plan["problems"] == []
-    assert (plan["rollback_s"], plan["lock_ttl_s"]) == (120, 180)
+    assert (plan["rollback_s"], plan["lock_ttl_s"]) == (240, 300)
     assert plan["lock_host"] == "mw2001"
     assert plan["target_major"] == "13"
     # The traffic outlasts every host's window: 4 hosts of 900 s, and the run's own steps.
@@ -58,6 +58,10 @@ def test_batches_hold_batch_size_shards(model):
         ({"batch_size": "two"}, "batch_size=two"),
         ({"rollback_s": 0}, "maintenance_rollback_s=0: must be a whole number of seconds from 1 to 86400"),
         ({"rollback_s": "soon"}, "maintenance_rollback_s=soon"),
+        (
+            {"action": "upgrade", "target_release": "trixie", "rollback_s": 60},
+            "maintenance_rollback_s=60: an upgrade needs at least 180 s",
+        ),
         ({"gate_min_requests": 0}, "maintenance_gate_min_requests=0"),
         ({"traffic_rate": "fast"}, "maintenance_traffic_rate=fast"),
         ({"traffic_max_s": 5}, "maintenance_traffic_max_s=5"),
