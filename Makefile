@@ -67,7 +67,7 @@ lint:
 # tests/integration_local, which drive ansible-playbook, lab/bootstrap.sh and podman.
 unit:
 	@mkdir -p .cache
-	set -o pipefail; pytest -q tests/unit tests/integration_local 2>&1 | tee .cache/pytest-summary.txt
+	set -o pipefail; pytest -q -n 2 --dist loadfile tests/unit tests/integration_local 2>&1 | tee .cache/pytest-summary.txt
 
 # ansible-test needs the collection at .../ansible_collections/mcfleet/fleet: it runs on a
 # copy of the tracked and untracked-but-not-ignored files, without the .collections link

@@ -164,7 +164,11 @@ class Link:
                 threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
 
     def _pump(self, src: socket.socket, dst: socket.socket) -> None:
-        src.settimeout(0.1)
+        try:
+            src.settimeout(0.1)
+        except OSError:
+            # The other direction's pump closed both sockets first: nothing left to carry.
+            return
         while not self._closed:
             try:
                 data = src.recv(65536)
