@@ -114,7 +114,8 @@ def test_stop_file_and_request_bound(server, tmp_path):
     stop = tmp_path / "stop"
     threading.Timer(0.5, stop.touch).start()
     summary = run(plan_for(server, tmp_path, stop_file=str(stop), max_duration_s=10))
-    assert summary["stop_reason"] == "stop_file" and summary["duration_s"] < 2
+    # The stop file, not the 10 s bound, ended it (the margin is for a loaded machine).
+    assert summary["stop_reason"] == "stop_file" and summary["duration_s"] < 8
     summary = run(plan_for(server, tmp_path, max_requests=50, rate_per_s=1000))
     assert summary["requests"] == 50 and summary["stop_reason"] == "max_requests"
 
@@ -127,7 +128,8 @@ def test_stalled_router_shows_as_timeouts(server, tmp_path):
         summary = run(plan_for(server, tmp_path, gutter=[], timeout_s=0.3, max_duration_s=1.5))
     finally:
         server.resume()
-    assert time.monotonic() - started < 3
+    # Bounded by max_duration_s, not by the stalled server (generous for a loaded machine).
+    assert time.monotonic() - started < 10
     assert summary["outcomes"]["timeout"] == summary["requests"] > 0
     assert summary["latency_ms"]["p50"] >= 300
 
