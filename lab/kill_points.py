@@ -86,13 +86,22 @@ def verifier(model: dict, datacentre: str) -> FailoverVerifier:
     )
 
 
-def write_canaries(model: dict, datacentre: str) -> tuple[dict, dict]:
-    """Canaries written and located before the run: (the verifier's result, its state)."""
-    check = verifier(model, datacentre)
-    try:
-        return check.before(CANARIES)
-    finally:
-        check.close()
+def write_canaries(model: dict, datacentre: str, settle_s: float = 60) -> tuple[dict, dict]:
+    """Canaries written and located before the run: (the verifier's result, its state).
+
+    Written again until the router acknowledges every one (at most `settle_s`): right after a
+    reset the router may still hold a reimaged server as bad, and fewer canaries prove less.
+    """
+    deadline = time.monotonic() + settle_s
+    while True:
+        check = verifier(model, datacentre)
+        try:
+            result = check.before(CANARIES)
+        finally:
+            check.close()
+        if result[0]["acknowledged"] == CANARIES or time.monotonic() > deadline:
+            return result
+        time.sleep(2)
 
 
 def acknowledged_kept(model: dict, datacentre: str, state: dict, emptied_host: str | None) -> dict:
