@@ -89,18 +89,20 @@ def verifier(model: dict, datacentre: str) -> FailoverVerifier:
 def write_canaries(model: dict, datacentre: str, settle_s: float = 60) -> tuple[dict, dict]:
     """Canaries written and located before the run: (the verifier's result, its state).
 
-    Written again until the router acknowledges every one (at most `settle_s`): right after a
-    reset the router may still hold a reimaged server as bad, and fewer canaries prove less.
+    Written again until every one is acknowledged and stored on its own main shard (at most
+    `settle_s`): right after a reset the router may still hold a reimaged server as bad, and
+    send its keys to the gutter, where they have no home shard to be checked on.
     """
     deadline = time.monotonic() + settle_s
     while True:
         check = verifier(model, datacentre)
         try:
-            result = check.before(CANARIES)
+            result, state = check.before(CANARIES)
         finally:
             check.close()
-        if result[0]["acknowledged"] == CANARIES or time.monotonic() > deadline:
-            return result
+        at_home = sum(1 for canary in state["canaries"] if canary["acked"] and canary["home"])
+        if at_home == CANARIES or time.monotonic() > deadline:
+            return result, state
         time.sleep(2)
 
 
