@@ -53,9 +53,13 @@ POINTS = (
     "configure", "start", "health", "unblock", "routers",
 )  # fmt: skip
 SLACK_S = 30
+# memcached's state, the block's rules, and what a block that survives reboots keeps on disk
+# (shard_block's survive_reboot: the rollback's copy and the boot unit, both gone once done).
 STATE_SCRIPT = (
-    'printf \'%s %s %s\\n\' "$(systemctl is-active memcached)" "$(systemctl is-enabled memcached)" '
-    "\"$( (iptables-save; ip6tables-save) 2>/dev/null | grep -c 'MCFLEET-DRILL\\|MCFLEET-MAINT')\""
+    'printf \'%s %s %s %s\\n\' "$(systemctl is-active memcached)" "$(systemctl is-enabled memcached)" '
+    "\"$( (iptables-save; ip6tables-save) 2>/dev/null | grep -c 'MCFLEET-DRILL\\|MCFLEET-MAINT')\" "
+    "\"$(find /var/lib/mcfleet/boot /etc/systemd/system -name 'mcfleet-*' \\( -name '*-rearm.service' "
+    "-o -path '/var/lib/mcfleet/boot/*' \\) 2>/dev/null | grep -c .)\""
 )
 
 
@@ -149,12 +153,22 @@ def host_state(host: str) -> dict:
         text=True,
         timeout=60,
     ).stdout.split()
-    active, enabled, rules = [*out, "?", "?", "?"][:3]
-    return {"active": active, "enabled": enabled, "rules": int(rules) if rules.isdigit() else -1}
+    active, enabled, rules, boot_files = [*out, "?", "?", "?", "?"][:4]
+    return {
+        "active": active,
+        "enabled": enabled,
+        "rules": int(rules) if rules.isdigit() else -1,
+        "boot_files": int(boot_files) if boot_files.isdigit() else -1,
+    }
 
 
 def restored(state: dict) -> bool:
-    return state["active"] == "active" and not state["enabled"].startswith("masked") and state["rules"] == 0
+    return (
+        state["active"] == "active"
+        and not state["enabled"].startswith("masked")
+        and state["rules"] == 0
+        and state["boot_files"] == 0
+    )
 
 
 def journal(path: Path) -> list[dict]:
