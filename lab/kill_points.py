@@ -28,6 +28,7 @@ import argparse
 import contextlib
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -43,6 +44,10 @@ from ansible_collections.mcfleet.fleet.plugins.module_utils.failover_verify impo
     FailoverVerifier,
     value_version,
 )
+from ansible_collections.mcfleet.fleet.plugins.module_utils.shard_block import (  # noqa: E402
+    DEFAULT_STATE_DIR,
+    DrillPaths,
+)
 from ansible_collections.mcfleet.fleet.plugins.module_utils.topology import build_topology  # noqa: E402
 
 CANARIES = 300
@@ -53,13 +58,14 @@ POINTS = (
     "configure", "start", "health", "unblock", "routers",
 )  # fmt: skip
 SLACK_S = 30
-# memcached's state, the block's rules, and what a block that survives reboots keeps on disk
-# (shard_block's survive_reboot: the rollback's copy and the boot unit, both gone once done).
+# What a block that survives reboots keeps on disk (shard_block's survive_reboot: the rollback's
+# copy and the boot unit), all gone once the rollback or the unblock has run.
+BOOT_FILES = " ".join(shlex.quote(path) for path in DrillPaths(DEFAULT_STATE_DIR, "MCFLEET-MAINT").boot_files)
+# memcached's state, the block's rules, and how many of BOOT_FILES are left.
 STATE_SCRIPT = (
     'printf \'%s %s %s %s\\n\' "$(systemctl is-active memcached)" "$(systemctl is-enabled memcached)" '
     "\"$( (iptables-save; ip6tables-save) 2>/dev/null | grep -c 'MCFLEET-DRILL\\|MCFLEET-MAINT')\" "
-    "\"$(find /var/lib/mcfleet/boot /etc/systemd/system -name 'mcfleet-*' \\( -name '*-rearm.service' "
-    "-o -path '/var/lib/mcfleet/boot/*' \\) 2>/dev/null | grep -c .)\""
+    f'"$(ls -d {BOOT_FILES} 2>/dev/null | grep -c .)"'
 )
 
 

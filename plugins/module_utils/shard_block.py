@@ -18,6 +18,7 @@ the same code run inside a network namespace; the rollback script carries that p
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shlex
@@ -380,7 +381,7 @@ def make_record(request, backend, paths, rollback_after_s, now=None):
         "armed_at": iso_utc(armed_at),
         "expires_at": iso_utc(armed_at + rollback_after_s),
         # The same moment as a whole epoch second (rounded up), for the boot's arm script.
-        "deadline": int(armed_at + rollback_after_s + 0.999),
+        "deadline": math.ceil(armed_at + rollback_after_s),
     }
 
 

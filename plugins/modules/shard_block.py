@@ -354,11 +354,7 @@ class ShardBlockModule:
             restore_memcached=params["restore_memcached"],
             survive_reboot=params["survive_reboot"],
         )
-        write_private_file(
-            self.paths.script,
-            script,
-            0o700,
-        )
+        write_private_file(self.paths.script, script, 0o700)
         record = make_record(request, self.backend, self.paths, params["rollback_after_s"])
         write_private_file(self.paths.record, self.module.jsonify(record) + "\n")
         if params["survive_reboot"]:
