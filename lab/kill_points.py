@@ -25,11 +25,9 @@ finish with 0 client errors. One JSON line per kill point, and a summary, on std
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shlex
-import signal
 import subprocess
 import sys
 import time
@@ -39,6 +37,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 # The collection, as Ansible finds it (.collections/ansible_collections/mcfleet/fleet -> REPO).
 sys.path.insert(0, str(REPO / ".collections"))
+# The controller's kill, shared with the Molecule scenarios that kill it too.
+sys.path.insert(0, str(REPO / "molecule" / "common"))
 
 from ansible_collections.mcfleet.fleet.plugins.module_utils.failover_verify import (  # noqa: E402
     FailoverVerifier,
@@ -49,6 +49,7 @@ from ansible_collections.mcfleet.fleet.plugins.module_utils.shard_block import (
     DrillPaths,
 )
 from ansible_collections.mcfleet.fleet.plugins.module_utils.topology import build_topology  # noqa: E402
+from kill_controller import kill_controller  # noqa: E402
 
 CANARIES = 300
 # The journal's steps of one host, in order (plugins/module_utils/maintenance_progress.py):
@@ -198,26 +199,6 @@ def rollback_expiry(host: str) -> float | None:
     return datetime.fromisoformat(json.loads(read.stdout)["expires_at"]).timestamp()
 
 
-def descendants(root: int) -> list[int]:
-    """Every process below `root`, whatever session it moved to (from /proc's parent links)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            # The parent is the 4th field of stat, after the command name in parentheses.
-            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(parent, []).append(int(entry.name))
-    found, todo = [], [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
 def kill_at(
     point: str, command: list[str], run_dir: Path, first_host: str, log: Path, timeout_s: float
 ) -> dict:
@@ -243,12 +224,7 @@ def kill_at(
             time.sleep(0.1)
     finally:
         if run.poll() is None:
-            # Mitogen's multiplexer runs in a session of its own: killpg alone leaves it alive.
-            strays = descendants(run.pid)
-            os.killpg(run.pid, signal.SIGKILL)
-            for pid in strays:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+            kill_controller(run)
         run.wait()
     result["killed_at"] = time.time()
     result["killed_after_s"] = round(result["killed_at"] - started, 1)

@@ -12,6 +12,7 @@ Used by the drill scenario (chain MCFLEET-DRILL) and the maintenance one (MCFLEE
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import pathlib
@@ -20,6 +21,40 @@ import subprocess
 import sys
 import time
 from datetime import datetime
+
+
+def descendants(root: int) -> list[int]:
+    """Every process below `root`, whatever session it moved to (from /proc's parent links)."""
+    children: dict[int, list[int]] = {}
+    for entry in pathlib.Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            # The parent is the 4th field of stat, after the command name in parentheses.
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def kill_controller(process: subprocess.Popen) -> None:
+    """SIGKILL the controller started with start_new_session, like a lost power supply.
+
+    Mitogen's multiplexer moves to a session of its own, so killpg alone leaves it alive
+    (and with it a playbook that goes on running); its descendants are killed one by one.
+    """
+    strays = descendants(process.pid)
+    os.killpg(process.pid, signal.SIGKILL)
+    for pid in strays:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
 
 SAVERS = ("iptables-save", "ip6tables-save", "iptables-legacy-save", "ip6tables-legacy-save")
 
@@ -136,7 +171,7 @@ def main() -> int:
         result["block_seen_after_start_s"] = round(time.time() - started, 3)
     finally:
         if drill.poll() is None:
-            os.killpg(drill.pid, signal.SIGKILL)
+            kill_controller(drill)
     killed_at = time.time()
     drill.wait()
     result["killed"] = drill.returncode == -signal.SIGKILL

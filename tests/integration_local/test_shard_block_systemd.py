@@ -105,13 +105,12 @@ def test_timer_lifts_the_block_when_the_controller_never_does(container):
     in_container("iptables", *FOREIGN_RULE)
     foreign = in_container("iptables", "-S").stdout
 
-    # Long enough for the checks below to run before it fires, even on a loaded machine.
     blocked = shard_block("rollback_after_s=20", "mode=drop", "flush_conntrack=false")
     assert blocked["changed"] is True
     assert blocked["rollback_timer"] == {**blocked["rollback_timer"], "unit": UNIT, "armed": True}
-    assert timer_active()
-    assert len(drill_rules("iptables")) == 3 and len(drill_rules("ip6tables")) == 3
-    assert shard_block("rollback_after_s=20", "mode=drop")["changed"] is False
+    # The rules as the module read them back after applying: a read from here could come after
+    # the timer fired on a loaded machine (one Ansible run can take longer than the rollback).
+    assert len(blocked["rules"]["ipv4"]) == 3 and len(blocked["rules"]["ipv6"]) == 3
 
     # The controller now goes away; only the on-host timer can lift the block.
     lifted_late_by = wait_until_lifted(("iptables", "ip6tables"), blocked)
@@ -126,6 +125,7 @@ def test_timer_lifts_the_block_when_the_controller_never_does(container):
     again = shard_block("rollback_after_s=300", "sources=10.89.213.21,fd00:89::21")
     assert again["changed"] is True and again["families"] == ["ipv4", "ipv6"]
     assert timer_active()
+    assert shard_block("rollback_after_s=300", "sources=10.89.213.21,fd00:89::21")["changed"] is False
     lifted = shard_block("state=absent")
     assert lifted["changed"] is True and lifted["rollback_timer"]["armed"] is False
     assert not timer_active()
@@ -144,7 +144,7 @@ def test_check_mode_arms_nothing(container):
 def test_timer_lifts_a_legacy_block_with_legacy_iptables(container):
     blocked = shard_block("rollback_after_s=15", "backend=legacy", "sources=10.89.213.21")
     assert blocked["backend"] == "legacy"
-    assert len(drill_rules("iptables-legacy")) == 3
+    assert len(blocked["rules"]["ipv4"]) == 3
     assert drill_rules("iptables-nft") == []
     assert wait_until_lifted(("iptables-legacy",), blocked) >= -1.5
     assert not timer_active()
@@ -199,7 +199,7 @@ def memcached_state():
 
 def fire_maintenance_rollback():
     blocked = shard_block("rollback_after_s=5", "chain=MCFLEET-MAINT", "restore_memcached=true")
-    assert blocked["changed"] is True and maintenance_rules()
+    assert blocked["changed"] is True and blocked["rules"]["ipv4"]
     expires_at = datetime.fromisoformat(blocked["rollback_timer"]["expires_at"]).timestamp()
     # Bounded by systemd's start of the stand-in, on a machine that may be loaded.
     while maintenance_rules():
@@ -232,10 +232,12 @@ def test_a_reboot_under_a_block_still_brings_memcached_back(container):
     and ends the transient timer. If its controller died then, the next boot must arm the
     rollback again from the copy on disk."""
     memcached_left_out("-m 128 # good, and new")
+    # Long enough that the boot files are still there when read, and the restart comes before
+    # the deadline, on a loaded machine; the boot unit then arms what is left of it.
     blocked = shard_block(
-        "rollback_after_s=10", "chain=MCFLEET-MAINT", "restore_memcached=true", "survive_reboot=true"
+        "rollback_after_s=30", "chain=MCFLEET-MAINT", "restore_memcached=true", "survive_reboot=true"
     )
-    assert blocked["changed"] is True and maintenance_rules()
+    assert blocked["changed"] is True and blocked["rules"]["ipv4"]
     assert all(in_container("test", "-e", path, check=False).returncode == 0 for path in BOOT_FILES)
 
     podman("restart", "--time", "2", CONTAINER)
