@@ -34,21 +34,27 @@ lab-destroy:
 	  ansible-playbook -i inventories/lab playbooks/lab_down.yml; \
 	else echo "lab-destroy: no .venv here, so no lab was created by this checkout"; fi
 
-# The static checks (lint, ansible-test) use no container and no clock: they run beside
-# Molecule, which waits on containers, apt and timers much of the time, instead of before it
-# (about 3 of make test's minutes). Their output goes to .cache/static-checks.log, its end
-# is printed when they fail, and either failing fails make test.
+# Molecule waits on containers, apt and timers much of the time, and so do pytest's
+# integration tests (about half of two cores, measured): pytest, then the static checks (lint,
+# ansible-test: no container, no clock), run beside Molecule instead of before it, each on
+# its own containers, networks and addresses. Their output goes to .cache/pytest.log and
+# .cache/static-checks.log; the end of a log is printed when its part fails, and any part
+# failing fails make test. Their checks decide on counts and contents, not on how fast the
+# machine is (timed waits are the product's own bounds, far above a loaded machine's delays).
 test:
 	lab/bootstrap.sh $(TEST_SUITES)
-	$(MAKE) --no-print-directory unit
-	@mkdir -p .cache; rm -f .cache/static-checks.rc
-	@( $(MAKE) --no-print-directory lint ansible-test >.cache/static-checks.log 2>&1; \
+	@mkdir -p .cache; rm -f .cache/pytest.rc .cache/static-checks.rc .cache/pytest-summary.txt
+	@( $(MAKE) --no-print-directory unit >.cache/pytest.log 2>&1; echo $$? >.cache/pytest.rc; \
+	   $(MAKE) --no-print-directory lint ansible-test >.cache/static-checks.log 2>&1; \
 	   echo $$? >.cache/static-checks.rc ) & \
 	$(MAKE) --no-print-directory molecule; molecule_rc=$$?; wait; \
+	pytest_rc=$$(cat .cache/pytest.rc 2>/dev/null || echo 1); \
 	static_rc=$$(cat .cache/static-checks.rc 2>/dev/null || echo 1); \
+	echo "pytest (unit, integration_local): rc $$pytest_rc, log in .cache/pytest.log"; \
+	[ "$$pytest_rc" = 0 ] || tail -n 80 .cache/pytest.log; \
 	echo "static checks (lint, ansible-test): rc $$static_rc, log in .cache/static-checks.log"; \
 	[ "$$static_rc" = 0 ] || tail -n 80 .cache/static-checks.log; \
-	[ "$$molecule_rc" = 0 ] && [ "$$static_rc" = 0 ]
+	[ "$$molecule_rc" = 0 ] && [ "$$pytest_rc" = 0 ] && [ "$$static_rc" = 0 ]
 	@# pytest's summary again, last, so it is the line a reader (or CI) sees.
 	@tail -n 1 .cache/pytest-summary.txt
 

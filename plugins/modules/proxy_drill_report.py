@@ -19,7 +19,8 @@ description:
     and the verdict, C(ok) and C(violations).
   - With one proxy blocked, nothing may be lost during the block (sets, deletes, writes missing
     locally). With every proxy blocked, the writer's local traffic must see no client errors and
-    a steady p99 at most twice the baseline's plus 1 ms. Either way the before phase must have
+    no steady p99 on the scale of a wait on the blocked datacentre (see
+    O(drill.cross_region_timeout_ms)). Either way the before phase must have
     lost nothing. A missing phase or figure is a violation.
   - The chart (PNG, and SVG with its text kept as text) shows local client errors/s and p50/p99
     latency per second, the baseline then the block, with the block marked; the Markdown embeds
@@ -66,6 +67,14 @@ options:
       port:
         description: The proxies' cross-datacentre port that was blocked.
         type: int
+        required: true
+      cross_region_timeout_ms:
+        description:
+          - The routers' timeout for a remote datacentre (the topology model's
+            C(tko.cross_region_timeout_ms)). A local request that waits on the blocked
+            datacentre waits this long, so with every proxy blocked the steady p99 fails
+            above half of it, or above twice the baseline plus 1 ms where that is higher.
+        type: float
         required: true
   replication:
     description:
@@ -119,6 +128,7 @@ EXAMPLES = r"""
       blocked_for: [10.89.213.15, 10.89.213.16]
       writer: mw1001
       port: 11214
+      cross_region_timeout_ms: 250
     replication:
       before: "{{ replication_before }}"
       during: "{{ replication_during }}"
@@ -192,6 +202,7 @@ def main() -> None:
                     "blocked_for": {"type": "list", "elements": "str", "required": True},
                     "writer": {"type": "str", "required": True},
                     "port": {"type": "int", "required": True},
+                    "cross_region_timeout_ms": {"type": "float", "required": True},
                 },
             },
             "replication": {

@@ -82,6 +82,7 @@ def drill(kind: str = "one proxy", **extra) -> dict:
         "blocked_for": ["10.89.213.15", "10.89.213.16"],
         "writer": "mw1001",
         "port": 11214,
+        "cross_region_timeout_ms": 10,
         **extra,
     }
 
@@ -184,13 +185,26 @@ def test_every_proxy_counts_lost_writes_and_judges_local_traffic(tmp_path, timel
     assert report["ok"] is True, report["violations"]
     assert report["replicated_writes_lost"] == 200
 
-    # The limit is 2 x 3.0 + 1 = 7 ms: at the limit passes, past it fails.
+    # With a 10 ms cross-region timeout the limit is 2 x 3.0 + 1 = 7 ms (above half the
+    # timeout): at the limit passes, past it fails.
     at_limit = write_timeline(tmp_path / "at-limit.jsonl", T0 + 60, steady_seconds(10, 1.5, 7.0))
     report, _rows = build_report(drill("every proxy"), replication, {**timelines, "during": at_limit})
     assert report["local_traffic"]["during"]["steady_p99_ms"] == 7.0 and report["ok"] is True
     slow = write_timeline(tmp_path / "slow.jsonl", T0 + 60, steady_seconds(10, 1.5, 7.5))
     report, _rows = build_report(drill("every proxy"), replication, {**timelines, "during": slow})
     assert report["violations"] == ["local traffic during: steady_p99_ms = 7.5 > 7.0 (2 x baseline 3.0 + 1)"]
+
+    # With a 250 ms timeout, a machine's load (7.5 ms) is not the fault; a wait on the order of
+    # the timeout is: the limit is half of it, 125 ms.
+    lab_timeout = drill("every proxy", cross_region_timeout_ms=250)
+    report, _rows = build_report(lab_timeout, replication, {**timelines, "during": slow})
+    assert report["ok"] is True, report["violations"]
+    assert report["cross_region_timeout_ms"] == 250
+    waiting = write_timeline(tmp_path / "waiting.jsonl", T0 + 60, steady_seconds(10, 1.5, 126.0))
+    report, _rows = build_report(lab_timeout, replication, {**timelines, "during": waiting})
+    assert report["violations"] == [
+        "local traffic during: steady_p99_ms = 126.0 > 125.0 (0.5 x cross_region_timeout_ms 250)"
+    ]
 
     # Client errors fail it even at baseline speed; in "one proxy" they are not judged.
     requests = steady_seconds(10, 1.0, 3.0)
