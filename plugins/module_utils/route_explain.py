@@ -318,6 +318,11 @@ class _LuaParser:
         return result
 
 
+def _server(address, port):
+    """A server as the configs name it: address:port, an IPv6 address in brackets."""
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
 def router_from_model(model, router_host):
     """The router `router_host` of the topology model, its configuration rendered here."""
     from ansible_collections.mcfleet.fleet.plugins.module_utils import render_mcrouter, render_memcached_proxy
@@ -337,11 +342,9 @@ def router_from_model(model, router_host):
         )
     names = {}
     for host, entry in model["hosts"].items():
-        address = entry["address"]
-        names[f"[{address}]:{entry['port']}" if ":" in address else f"{address}:{entry['port']}"] = host
+        names[_server(entry["address"], entry["port"])] = host
         if host in model["routers"] and model["routers"][host]["cross_dc_port"] is not None:
-            port = model["routers"][host]["cross_dc_port"]
-            names[f"[{address}]:{port}" if ":" in address else f"{address}:{port}"] = host
+            names[_server(entry["address"], model["routers"][host]["cross_dc_port"])] = host
     for pool in parsed.pools.values():
         for entry in pool:
             entry["host"] = entry["host"] or names.get(entry["server"])
@@ -591,6 +594,20 @@ def _select_proxy(router, text, walk):
     return clusters[cluster], prefix
 
 
+def check_blocked(router, blocked, model=None):
+    """Refuses blocked names that are no server of the router's pools (nor, with a model, a
+    host of the model, which a next hop may reach): a typo would otherwise block nothing and
+    make every key look unaffected."""
+    known = set(router.server_names()) | {host for host in router.server_names().values() if host}
+    if model is not None:
+        for host, entry in (model.get("hosts") or {}).items():
+            known |= {host, _server(entry["address"], entry["port"])}
+    unknown = sorted(name for name in set(blocked or ()) if name not in known)
+    if unknown:
+        where = "a host of the model" if model is not None else f"a server of router {router.name}'s pools"
+        raise ExplainError(f"blocked={unknown}: not {where}")
+
+
 def explain(router, operation, key, blocked=(), model=None, _hop=0):
     """How `router` routes `operation` on `key`, with `blocked` servers failing.
 
@@ -601,6 +618,8 @@ def explain(router, operation, key, blocked=(), model=None, _hop=0):
     raw = check_key(key)
     check_operation(operation, router.engine)
     blocked = frozenset(blocked or ())
+    if _hop == 0:
+        check_blocked(router, blocked, model)
     walk = _Walk(router, operation, b"", blocked)
     if router.engine == "mcrouter":
         prefix, rest, walk.hashed_key = split_key(raw)
@@ -820,10 +839,7 @@ def what_moves(router, blocked, keys=10000, operation="get", prefix=None):
     if not total:
         raise ExplainError("keys=[]: give at least one key")
     blocked = sorted(set(blocked or ()))
-    known = set(router.server_names()) | {host for host in router.server_names().values() if host}
-    unknown = [name for name in blocked if name not in known]
-    if unknown:
-        raise ExplainError(f"blocked={unknown}: not a server of router {router.name}'s pools")
+    check_blocked(router, blocked)
     indexes = {}
     before_labels, before = place_many(router, key_list, (), operation, prefix, indexes)
     after_labels, after = place_many(router, key_list, blocked, operation, prefix, indexes)

@@ -58,7 +58,10 @@ options:
       - Routing prefix of the keys counted with O(keys); the router's C(/<datacentre>/mw/) when omitted.
     type: str
   blocked:
-    description: Servers that fail (inventory host names, or C(address:port)).
+    description:
+      - Servers that fail (inventory host names, or C(address:port)).
+      - A name that is no server of the router's pools (with O(model), no host of the model) is
+        refused, in either mode, since a typo would block nothing and make every key look unaffected.
     type: list
     elements: str
     default: []

@@ -13,16 +13,9 @@ GOLDEN = REPO / "tests" / "unit" / "golden"
 ENV = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg")}
 
 
-def render(inventory, render_dir):
+def run_playbook(inventory, playbook, *extra_args):
     return subprocess.run(
-        [
-            str(ANSIBLE_PLAYBOOK),
-            "-i",
-            str(inventory),
-            str(REPO / "playbooks" / "render.yml"),
-            "-e",
-            f"render_dir={render_dir}",
-        ],
+        [str(ANSIBLE_PLAYBOOK), "-i", str(inventory), str(REPO / "playbooks" / playbook), *extra_args],
         cwd=REPO,
         env=ENV,
         capture_output=True,
@@ -30,6 +23,10 @@ def render(inventory, render_dir):
         timeout=300,
         check=False,
     )
+
+
+def render(inventory, render_dir):
+    return run_playbook(inventory, "render.yml", "-e", f"render_dir={render_dir}")
 
 
 def test_render_playbook_writes_the_golden_files(tmp_path):
@@ -69,3 +66,17 @@ def test_render_playbook_fails_on_invalid_topology(tmp_path):
     assert "mcfleet_gutter_ttl_s: 0 is out of range" in output
     assert "mwproxy2002: mcfleet_router_engine 'nginx'" in output
     assert not render_dir.exists()
+
+
+def test_shadow_lru_without_spare_servers_is_refused_on_a_production_inventory():
+    """shadow_lru.yml builds lab containers only where the inventory is the lab: on eqiad's
+    production inventory, without lru_servers, it stops in its first play, before preflight
+    contacts a host (none of eqiad's hosts is reachable from here, so any contact would show
+    as UNREACHABLE)."""
+    result = run_playbook(REPO / "inventories" / "eqiad", "shadow_lru.yml")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "lru_servers is not set, and this inventory" in output
+    assert "is not the lab (no lab_container_prefix)" in output
+    assert "UNREACHABLE" not in output
+    assert "Preflight" not in output

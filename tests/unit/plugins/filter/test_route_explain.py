@@ -224,6 +224,18 @@ def test_what_moves_sends_exactly_the_blocked_shards_keys_to_the_gutter(lab):
     assert everything["failed"] == on_first
 
 
+def test_one_key_with_an_unknown_blocked_name_is_refused_naming_it(lab):
+    router = router_from_model(lab, "mw1001")
+    with pytest.raises(ExplainError, match=r"blocked=\['mc1O01'\]: not a server of router mw1001's pools"):
+        explain(router, "get", "/eqiad/mw/user:42", blocked=["mc1O01"])
+    with pytest.raises(ExplainError, match=r"blocked=\['mc2OO1'\]: not a host of the model"):
+        explain(router, "get", "/codfw/mw/user:42", blocked=["mc2OO1"], model=lab)
+    # A host that only a next hop reaches (codfw's shard, through codfw's proxy) is no typo.
+    shard = hosts(lab, "codfw", "main")[0]
+    followed = explain(router, "get", "/codfw/mw/user:42", blocked=[shard], model=lab)
+    assert followed["next_hops"]
+
+
 def test_what_moves_refuses_unknown_servers_and_key_counts(lab):
     router = router_from_model(lab, "mw1001")
     with pytest.raises(ExplainError, match=r"blocked=\['mc9999'\]: not a server"):
