@@ -20,6 +20,7 @@ from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 from ansible_collections.mcfleet.fleet.plugins.filter.mcfleet import router_config
 from ansible_collections.mcfleet.fleet.plugins.module_utils import preflight
+from ansible_collections.mcfleet.fleet.plugins.module_utils.safe_files import replace_file
 
 # What playbooks/preflight.yml registers on each host (the preflight_probe result).
 RESULT_VAR = "__preflight_probe"
@@ -63,8 +64,7 @@ class ActionModule(ActionBase):
         directory = Path(os.path.abspath(args["report_dir"]))
         path = directory / f"preflight-{scope}-{now.strftime('%Y%m%dT%H%M%SZ')}.json"
         try:
-            directory.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(document, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+            replace_file(str(path), json.dumps(document, indent=2, sort_keys=False) + "\n")
         except OSError as error:
             raise AnsibleActionFail(f"report_dir: cannot write {str(path)!r}: {error.strerror}") from None
         result.update(

@@ -14,15 +14,14 @@ ever removed.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 from ansible_collections.mcfleet.fleet.plugins.module_utils import render_mcrouter, render_memcached_proxy
+from ansible_collections.mcfleet.fleet.plugins.module_utils.safe_files import replace_file
 
 # This file is <collection>/plugins/action/render_configs.py; the memcached_proxy role
 # ships the proxy's static route library in <collection>/roles/memcached_proxy/files.
@@ -113,19 +112,9 @@ def plan_changes(dest, files):
 
 
 def write_atomically(path, text):
-    """Replace `path` with `text` (mode 0644): readers see the old file or the new one, never a mix."""
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "wb") as stream:
-            stream.write(text.encode("utf-8"))
-        os.chmod(temporary, FILE_MODE)
-        # No fsync: these are review copies, and a crash leaves the old file or the
-        # new one, never a partial one; the rename is what makes the write atomic.
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
+    """Replace `path` with `text` (mode 0644): readers see the old file or the new one, never a
+    mix, and a symlink planted at `path` is replaced, not written through."""
+    replace_file(str(path), text, mode=FILE_MODE)
 
 
 def make_directory(directory):

@@ -19,6 +19,7 @@ import os
 import traceback
 
 from ansible.module_utils.basic import missing_required_lib
+from ansible_collections.mcfleet.fleet.plugins.module_utils.safe_files import replace_file
 
 try:
     import matplotlib
@@ -188,11 +189,7 @@ def write_files(out_dir: str, files: dict[str, bytes | str], check_mode: bool = 
         except OSError:
             changed = True
         if changed and not check_mode:
-            os.makedirs(out_dir, exist_ok=True)
-            tmp = f"{path}.tmp.{os.getpid()}"
-            with open(tmp, "wb") as handle:
-                handle.write(data)
-            os.replace(tmp, path)
+            replace_file(path, data)
         written[path] = changed
     return written
 

@@ -39,6 +39,7 @@ from ansible_collections.mcfleet.fleet.plugins.module_utils.memcache_client impo
     MemcacheClient,
     MemcacheError,
 )
+from ansible_collections.mcfleet.fleet.plugins.module_utils.safe_files import replace_file
 
 PHASES = ("before", "during", "after")
 REJOIN_POLICIES = ("flush", "keep")
@@ -687,9 +688,4 @@ def load_state(path: str) -> dict | None:
 
 def save_state(path: str, state: dict) -> None:
     """Atomic replace, so an interrupted run never leaves half a state file."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(state, handle, indent=1, sort_keys=True)
-    os.replace(tmp, path)
+    replace_file(path, json.dumps(state, indent=1, sort_keys=True))

@@ -28,10 +28,11 @@ import fcntl
 import json
 import os
 import re
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
+
+from ansible_collections.mcfleet.fleet.plugins.module_utils.safe_files import replace_file, safe_directory
 
 DEFAULT_PATH = "/var/lib/mcfleet/maintenance.lock"
 MAX_TTL_S = 86400
@@ -289,8 +290,8 @@ def fsync_directory(directory):
 
 
 def ensure_directory(path):
-    # makedirs' mode only narrows by the umask; an existing directory is left as it is.
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    # makedirs' mode only narrows by the umask; an existing directory is checked, not changed.
+    safe_directory(os.path.dirname(path), 0o700)
 
 
 def write_record(path, record):
@@ -298,18 +299,7 @@ def write_record(path, record):
     directory = os.path.dirname(path)
     # Serialised first, so a record that cannot be written leaves no temporary file behind.
     text = json.dumps(record, indent=2, sort_keys=True) + "\n"
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            os.fchmod(stream.fileno(), 0o600)
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
+    replace_file(path, text, mode=0o600, directory_mode=0o700)
     # The rename itself is durable only once the directory is synced.
     fsync_directory(directory)
 

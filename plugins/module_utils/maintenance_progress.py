@@ -15,6 +15,8 @@ import json
 import os
 import time
 
+from ansible_collections.mcfleet.fleet.plugins.module_utils.safe_files import safe_directory
+
 # The per-host steps, in order (playbooks/tasks/shard_window.yml).
 STEPS = (
     "preflight",
@@ -36,9 +38,11 @@ RUN_STEPS = ("plan", "skip", "failed", "finished")
 
 
 def append(path: str, entry: dict) -> None:
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    safe_directory(os.path.dirname(os.path.abspath(path)))
     line = json.dumps(entry, sort_keys=True) + "\n"
-    with open(path, "a+b") as stream:
+    # O_NOFOLLOW: a symlink planted at the path is refused (ELOOP), not appended through.
+    flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
+    with os.fdopen(os.open(path, flags, 0o644), "a+b") as stream:
         # A line torn by a crash has no newline: end it, so this entry starts a line of its own.
         stream.seek(0, os.SEEK_END)
         if stream.tell() > 0:

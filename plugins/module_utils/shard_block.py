@@ -22,7 +22,6 @@ import math
 import os
 import re
 import shlex
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -39,6 +38,7 @@ from ansible_collections.mcfleet.fleet.plugins.module_utils.netfilter import (
     validate_chain_name,
     validate_netns,
 )
+from ansible_collections.mcfleet.fleet.plugins.module_utils.safe_files import replace_file
 
 # Re-exported: callers and tests name them through this module.
 __all__ = ["BACKENDS", "FAMILIES", "CommandRunner", "parse_backend", "validate_netns"]
@@ -342,13 +342,7 @@ def rollback_script(tables, request, paths, backend, restore_memcached=False, su
 
 
 def write_private_file(path, text, mode=0o600):
-    directory = os.path.dirname(path)
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-")
-    with os.fdopen(handle, "w") as stream:
-        stream.write(text)
-    os.chmod(temporary, mode)
-    os.replace(temporary, path)
+    replace_file(path, text, mode=mode, directory_mode=0o700)
 
 
 def load_record(paths):

@@ -41,6 +41,7 @@ from ansible_collections.mcfleet.fleet.plugins.module_utils.memcache_client impo
     MemcacheError,
     MemcacheTimeout,
 )
+from ansible_collections.mcfleet.fleet.plugins.module_utils.safe_files import open_new
 
 LOOPBACK_NETWORKS = ("127.0.0.0/8", "::1/128")
 # A rolling maintenance's traffic lasts as long as the run: a datacentre of 20 hosts takes hours.
@@ -186,8 +187,7 @@ def run(plan: dict) -> dict:
     next_stop_check = started
     stop_reason = "max_requests"
     sent = 0
-    os.makedirs(os.path.dirname(os.path.abspath(plan["timeline"])), exist_ok=True)
-    with open(plan["timeline"], "w", encoding="utf-8") as timeline:
+    with open_new(plan["timeline"]) as timeline:
         public_plan = {k: v for k, v in plan.items() if k != "seed"}
         timeline.write(json.dumps({"kind": "start", "t": round(time.time(), 4), "plan": public_plan}) + "\n")
         while sent < plan["max_requests"]:
@@ -480,9 +480,8 @@ def run_cache_aside(plan: dict) -> dict:
                 for name, value in counts.items():
                     totals[name] += value
 
-    os.makedirs(os.path.dirname(os.path.abspath(plan["timeline"])), exist_ok=True)
     workers = [threading.Thread(target=worker, args=(n,), daemon=True) for n in range(threads)]
-    with open(plan["timeline"], "w", encoding="utf-8") as timeline:
+    with open_new(plan["timeline"]) as timeline:
         public_plan = {k: v for k, v in plan.items() if k != "seed"}
         timeline.write(json.dumps({"kind": "start", "t": round(time.time(), 4), "plan": public_plan}) + "\n")
         for thread in workers:

@@ -12,7 +12,7 @@ import os
 import stat
 
 import pytest
-from ansible_collections.mcfleet.fleet.plugins.module_utils import maintenance_lock
+from ansible_collections.mcfleet.fleet.plugins.module_utils import maintenance_lock, safe_files
 from ansible_collections.mcfleet.fleet.plugins.module_utils.maintenance_lock import (
     MaintenanceLockError,
     acquire_lock,
@@ -257,7 +257,8 @@ def test_a_failed_write_keeps_the_old_lock_and_no_temporary_file(lock_path, monk
     acquire_lock(lock_path, request(), now=NOW)
     held = raw(lock_path)
     created = []
-    real_mkstemp = maintenance_lock.tempfile.mkstemp
+    # The record is written by safe_files.replace_file.
+    real_mkstemp = safe_files.tempfile.mkstemp
 
     def recording_mkstemp(**kwargs):
         handle, name = real_mkstemp(**kwargs)
@@ -267,8 +268,8 @@ def test_a_failed_write_keeps_the_old_lock_and_no_temporary_file(lock_path, monk
     def failing_replace(source, target):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(maintenance_lock.tempfile, "mkstemp", recording_mkstemp)
-    monkeypatch.setattr(maintenance_lock.os, "replace", failing_replace)
+    monkeypatch.setattr(safe_files.tempfile, "mkstemp", recording_mkstemp)
+    monkeypatch.setattr(safe_files.os, "replace", failing_replace)
     with pytest.raises(OSError, match="No space left"):
         acquire_lock(lock_path, request(), now=NOW + 60)
     # The temporary file was made beside the lock, under a name mkstemp chose, and is gone.
