@@ -290,7 +290,7 @@ def fsync_directory(directory):
 
 
 def ensure_directory(path):
-    # makedirs' mode only narrows by the umask; an existing directory is checked, not changed.
+    # Created 0700 where missing; an existing one is checked (safe_files), not changed.
     safe_directory(os.path.dirname(path), 0o700)
 
 
