@@ -112,25 +112,14 @@ def plan_changes(dest, files):
 
 
 def write_atomically(path, text):
-    """Replace `path` with `text` (mode 0644): readers see the old file or the new one, never a
-    mix, and a symlink planted at `path` is replaced, not written through."""
-    replace_file(str(path), text, mode=FILE_MODE)
-
-
-def make_directory(directory):
-    """Create `directory` and its missing parents, mode 0755 whatever the umask."""
-    missing = []
-    while not directory.exists():
-        missing.append(directory)
-        directory = directory.parent
-    for created in reversed(missing):
-        created.mkdir()
-        created.chmod(DIRECTORY_MODE)
+    """Replace `path` with `text` (mode 0644, missing directories 0755 whatever the umask):
+    readers see the old file or the new one, never a mix, and a symlink planted at `path` is
+    replaced, not written through."""
+    replace_file(str(path), text, mode=FILE_MODE, directory_mode=DIRECTORY_MODE)
 
 
 def apply_changes(changes):
     for path, _old, text in changes:
-        make_directory(path.parent)
         write_atomically(path, text)
 
 

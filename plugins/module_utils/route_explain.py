@@ -28,6 +28,7 @@ import json
 import re
 
 from ansible_collections.mcfleet.fleet.plugins.module_utils import route_hashing
+from ansible_collections.mcfleet.fleet.plugins.module_utils.topology import endpoint_text
 
 ENGINES = ("mcrouter", "memcached_proxy")
 # memcached's KEY_MAX_LENGTH (memcached.h); mcrouter refuses longer keys too.
@@ -318,11 +319,6 @@ class _LuaParser:
         return result
 
 
-def _server(address, port):
-    """A server as the configs name it: address:port, an IPv6 address in brackets."""
-    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
-
-
 def router_from_model(model, router_host):
     """The router `router_host` of the topology model, its configuration rendered here."""
     from ansible_collections.mcfleet.fleet.plugins.module_utils import render_mcrouter, render_memcached_proxy
@@ -342,9 +338,9 @@ def router_from_model(model, router_host):
         )
     names = {}
     for host, entry in model["hosts"].items():
-        names[_server(entry["address"], entry["port"])] = host
+        names[endpoint_text(entry["address"], entry["port"])] = host
         if host in model["routers"] and model["routers"][host]["cross_dc_port"] is not None:
-            names[_server(entry["address"], model["routers"][host]["cross_dc_port"])] = host
+            names[endpoint_text(entry["address"], model["routers"][host]["cross_dc_port"])] = host
     for pool in parsed.pools.values():
         for entry in pool:
             entry["host"] = entry["host"] or names.get(entry["server"])
@@ -601,7 +597,7 @@ def check_blocked(router, blocked, model=None):
     known = set(router.server_names()) | {host for host in router.server_names().values() if host}
     if model is not None:
         for host, entry in (model.get("hosts") or {}).items():
-            known |= {host, _server(entry["address"], entry["port"])}
+            known |= {host, endpoint_text(entry["address"], entry["port"])}
     unknown = sorted(name for name in set(blocked or ()) if name not in known)
     if unknown:
         where = "a host of the model" if model is not None else f"a server of router {router.name}'s pools"

@@ -76,8 +76,8 @@ def safe_directory(path: str, mode: int = 0o755) -> str:
     return check_directory(path)
 
 
-def open_new(path: str, binary: bool = False):
-    """Opens `path` for writing from the start (created 0644, or truncated), in a directory that
+def open_new(path: str):
+    """Opens `path` for writing text from the start (created 0644, or truncated), in a directory that
     passes safe_directory, without following a symlink at `path` (ELOOP: refused)."""
     safe_directory(os.path.dirname(os.path.abspath(path)))
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -87,8 +87,6 @@ def open_new(path: str, binary: bool = False):
         if os.path.islink(path):
             raise UnsafePath(f"{path}: a symlink is there; refusing to write through it") from error
         raise
-    if binary:
-        return os.fdopen(handle, "wb")
     return os.fdopen(handle, "w", encoding="utf-8")
 
 

@@ -437,6 +437,11 @@ def _port_of(host, hvars, name, default, problems):
     return port
 
 
+def endpoint_text(address, port):
+    """address:port as configs and messages write it, an IPv6 address in brackets."""
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
 def _claim_endpoint(endpoints, address, port, host, problems):
     if address is None or port is None:
         return
@@ -445,8 +450,9 @@ def _claim_endpoint(endpoints, address, port, host, problems):
     if owner is None:
         endpoints[endpoint] = host
     elif owner != host:
-        shown = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
-        problems.append(f"{shown}: duplicate host:port, used by both {owner} and {host}")
+        problems.append(
+            f"{endpoint_text(address, port)}: duplicate host:port, used by both {owner} and {host}"
+        )
 
 
 def _tko(tko, problems):
