@@ -56,7 +56,7 @@ CANARIES = 300
 # killed right after step X is recorded, the controller dies inside the step after X.
 POINTS = (
     "preflight", "canaries", "block", "failover", "stop", "act",
-    "configure", "start", "health", "unblock", "routers",
+    "configure", "start", "health", "invalidate", "unblock", "routers", "catch_up",
 )  # fmt: skip
 SLACK_S = 30
 # What a block that survives reboots keeps on disk (shard_block's survive_reboot: the rollback's

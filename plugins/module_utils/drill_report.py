@@ -138,6 +138,10 @@ def build_report(
         "requests": len(requests),
         "client_errors": outcomes.get("error", 0) + outcomes.get("timeout", 0),
         "client_errors_during_block": len(during_errors),
+        # The clients' own judge of every get (mcfleet.fleet.traffic): older than their last
+        # write, or after their delete.
+        "client_stale_reads": sum(1 for r in requests if r.get("v") == "stale"),
+        "client_resurrected_reads": sum(1 for r in requests if r.get("v") == "resurrected"),
         "outcomes": outcomes,
         "latency_ms": latency,
         "lost": lost,
@@ -190,6 +194,8 @@ def render_markdown(report: dict, chart_stem: str) -> str:
         "lost",
         "stale_after_rejoin",
         "resurrected_deletes",
+        "client_stale_reads",
+        "client_resurrected_reads",
         "on_gutter",
         "untouched_elsewhere",
         "gutter_hit_ratio",

@@ -28,8 +28,10 @@ STEPS = (
     "configure",
     "start",
     "health",
+    "invalidate",
     "unblock",
     "routers",
+    "catch_up",
     "warmup",
     "done",
 )

@@ -99,6 +99,10 @@ def build_report(entries: list, timeline_path: str | None, status: str) -> dict:
         "maintained": len(maintained),
         "requests": total_requests,
         "client_errors": total_errors,
+        # Gets that read an older value than the client's last write, or one it had deleted
+        # (mcfleet.fleet.traffic's judge): a shard's return must produce none.
+        "stale_reads": sum(1 for r in requests if r.get("v") == "stale"),
+        "resurrected_reads": sum(1 for r in requests if r.get("v") == "resurrected"),
         "mean_overhead_s": round(sum(h["overhead_s"] for h in maintained) / len(maintained), 3)
         if maintained
         else None,
@@ -116,7 +120,8 @@ def render_markdown(report: dict, chart_stem: str) -> str:
         f"- target: {report['target_release'] or 'same release'} {report['method'] or ''}".rstrip(),
         f"- started: {report['started_at']}, wall time {report['wall_s']} s, "
         f"batch size {report['batch_size']}",
-        f"- client requests {report['requests']}, client errors {report['client_errors']}",
+        f"- client requests {report['requests']}, client errors {report['client_errors']}, stale reads "
+        f"{report.get('stale_reads', 0)}, resurrected reads {report.get('resurrected_reads', 0)}",
         f"- hosts maintained: {report['maintained']}, mean mcfleet overhead per host "
         f"(wall minus act and warm-up): {report['mean_overhead_s']} s",
         f"- against Wikimedia's roll-reboot-restart cookbook ({COOKBOOK_SLEEP_S} s between hosts, one at "

@@ -37,6 +37,9 @@ CONFIG_NAME = "proxy.lua"
 LIBRARY_NAME = "routes.lua"
 CONFIG_PATH = f"/etc/mcfleet/{CONFIG_NAME}"
 LIBRARY_PATH = f"/etc/mcfleet/{LIBRARY_NAME}"
+# routes.lua's failover journal: the keys written or deleted on the gutter in a shard's place.
+JOURNAL_DIRECTORY = "/var/lib/mcfleet-router"
+JOURNAL_PATH = f"{JOURNAL_DIRECTORY}/failover.journal"
 
 
 def pool_names(datacentre):
@@ -208,19 +211,24 @@ def render_config_text(model, router_host):
 
 def _local_route_lines(model, local, shadow):
     names = pool_names(local)
+    journal = f'route_mcfleet_journal{{ path = "{JOURNAL_PATH}", child = '
     failover = [
         "route_mcfleet_operation{",
-        f'    child_default = route_failover{{ children = {{ "{names["main"]}", "{names["gutter"]}" }} }},',
+        "    child_default = route_failover{ children = {",
+        f'        "{names["main"]}",',
+        f'        {journal}"{names["gutter"]}" }},',
+        "    } },",
         "    child_set = route_failover{ children = {",
         f'        "{names["main"]}",',
-        f'        route_ttl{{ ttl = {model["gutter_ttl_s"]}, child = "{names["gutter"]}" }},',
+        f'        {journal}route_ttl{{ ttl = {model["gutter_ttl_s"]}, child = "{names["gutter"]}" }} }},',
         "    } },",
         "}",
     ]
     lines = [
         f"-- {model['datacentres'][local]['route_prefix']}: main pool, failing over to the gutter pool;"
         " set-like",
-        f"-- writes to the gutter expire after the gutter TTL ({model['gutter_ttl_s']} s).",
+        f"-- writes to the gutter expire after the gutter TTL ({model['gutter_ttl_s']} s). Every write or",
+        "-- delete the gutter takes is journalled, for the failed shard's stale-safe return.",
     ]
     if not shadow:
         body = ["return " + failover[0], *failover[1:]]

@@ -15,7 +15,8 @@ roles/memcached_proxy/files/routes.lua build, as each engine runs it:
              OperationSelectorRoute, AllSyncRoute, AllAsyncRoute.
   proxy      routes{ mode = "anchor", start = "/", stop = "/" } (memcached 1.6.38
              proxy_luafgen.c mcp_funcgen_route: an unknown /segment/ takes `default`),
-             route_mcfleet_prefix and route_mcfleet_operation (routes.lua), routelib's
+             route_mcfleet_prefix, route_mcfleet_operation and route_mcfleet_journal
+             (routes.lua), routelib's
              route_failover, route_ttl, route_allsync, route_allasync, route_split,
              route_direct (memcached/memcached-vendor routelib/routelib.lua), pools
              placed by XXH3 and jump hash.
@@ -54,6 +55,8 @@ OPERATIONS = CLASSIC_OPERATIONS + META_OPERATIONS
 # routes.lua's route_mcfleet_operation (and routelib's route_ttl) sorting of commands.
 PROXY_SET_LIKE = frozenset({"set", "add", "cas", "ms"})
 PROXY_DELETE_LIKE = frozenset({"delete", "md"})
+# What routes.lua's route_mcfleet_journal does not record.
+PROXY_READS = frozenset({"get", "gets", "mg"})
 # mcrouter's hash stop: only the part before it is hashed.
 HASH_STOP = "|#|"
 # A proxy that hands a request on to another datacentre's proxy: at most this many hops.
@@ -492,6 +495,11 @@ class _Walk:
             ok, destinations = self.proxy(args["child_a"], depth + 1, mode)
             _ok, more = self.proxy(args["child_b"], depth + 1, "async")
             return ok, destinations + more
+        if call == "route_mcfleet_journal":
+            journalled = self.operation not in PROXY_READS
+            what = f"records the key in {args.get('path')}" if journalled else "passes (a read)"
+            self.line(depth, f"route_mcfleet_journal: {what}")
+            return self.proxy(args["child"], depth + 1, mode)
         if call == "route_mcfleet_operation":
             chosen = _operation_child(self.operation, args)
             self.line(depth, f"route_mcfleet_operation: {self.operation} -> {chosen}")
@@ -774,7 +782,7 @@ class _VectorWalk:
         call, args = handle.get("call"), handle.get("args", {})
         if call == "route_failover":
             return self._failover(_array(args.get("children")), rows)
-        if call in ("route_direct", "route_ttl"):
+        if call in ("route_direct", "route_ttl", "route_mcfleet_journal"):
             return self.walk(args["child"], rows)
         if call == "route_mcfleet_operation":
             return self.walk(args[_operation_child(self.operation, args)], rows)

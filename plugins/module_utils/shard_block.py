@@ -321,15 +321,44 @@ def memcached_restore_lines():
     ]
 
 
+# A shard that may hold values clients changed while it was out (a warm restart, a hold
+# drill) until its window replayed the routers' failover journals (plugins/module_utils/rejoin.py).
+# The window writes "<address> <port> [<warm-start marker>]" here before the shard can hold
+# such values, and removes it once they are deleted.
+REJOIN_PENDING = "/var/lib/mcfleet/rejoin-pending"
+# What the rollback runs on such a shard: memcached empties itself (flush_all). A shard that
+# does not answer holds nothing to serve.
+FLUSH_PROGRAM = """import socket, sys
+try:
+    connection = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
+except ConnectionRefusedError:
+    sys.exit(0)
+connection.sendall(b"flush_all\\r\\n")
+sys.exit(0 if connection.recv(64).startswith(b"OK") else 1)"""
+
+
 def rollback_script(tables, request, paths, backend, restore_memcached=False, survive_reboot=False):
+    pending = shlex.quote(REJOIN_PENDING)
     lines = [
         "#!/bin/sh",
         f"# Written by mcfleet.fleet.shard_block: lifts the drill block on {request.chain} ({backend}).",
         "# Run by the rollback timer if the controller never lifts the block itself.",
         "failed=0",
+        # A shard never made consistent (rejoin-pending) does not start warm ...
+        f"if [ -f {pending} ]; then",
+        f"    read -r address port marker < {pending} || true",
+        '    case "$marker" in /*.warm-start) rm -f -- "$marker" ;; esac',
+        "fi",
     ]
     if restore_memcached:
         lines += memcached_restore_lines()
+    lines += [
+        # ... and is emptied before the block lifts: cold, never stale.
+        f"if [ -f {pending} ]; then",
+        f'    python3 -c {shlex.quote(FLUSH_PROGRAM)} "$address" "$port" || failed=1',
+        f"    rm -f {pending}",
+        "fi",
+    ]
     for family in FAMILIES:
         if tables.get(family) is not None:
             lines += tables[family].removal_shell_lines(request.chain, request.jump_rule())

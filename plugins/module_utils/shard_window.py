@@ -13,7 +13,12 @@ from __future__ import annotations
 
 import math
 
-from ansible_collections.mcfleet.fleet.plugins.module_utils.shard_block import DEFAULT_STATE_DIR, DrillPaths
+from ansible_collections.mcfleet.fleet.plugins.module_utils.render_memcached_proxy import JOURNAL_PATH
+from ansible_collections.mcfleet.fleet.plugins.module_utils.shard_block import (
+    DEFAULT_STATE_DIR,
+    REJOIN_PENDING,
+    DrillPaths,
+)
 
 # The act between "failover confirmed" and "health gate", and whose window it is.
 DRILL_ACTS = ("hold", "flush")
@@ -90,8 +95,13 @@ def describe_window(
     warmup_hit_ratio=0,
     warmup_max_s=300,
     target_release=None,
+    warm_restart=False,
 ):
-    """The window of `host` for `act`; raises WindowError naming the field and value."""
+    """The window of `host` for `act`; raises WindowError naming the field and value.
+
+    `warm_restart`: memcached could keep its cache across this restart (the memcached role's
+    warm_restart_check); the window then starts it warm if every router journals its failovers.
+    """
     entry = model["hosts"].get(host)
     if entry is None or entry.get("pool") not in ("main", "gutter"):
         raise WindowError(f"host={host}: not a memcached server of the topology")
@@ -108,6 +118,11 @@ def describe_window(
     dc = model["datacentres"][entry["datacentre"]]
     is_gutter = entry["pool"] == "gutter"
     blocked_for = dc["routers"] + dc["proxies_primary"] + dc["proxies_secondary"]
+    routers = routers_to_ask(model, dc)
+    # Only the memcached proxy journals what it sends to the gutter (routes.lua); with an
+    # mcrouter in the datacentre a shard cannot come back holding data safely.
+    unjournalled = sorted(r["host"] for r in routers if r["engine"] != "memcached_proxy")
+    warm, why = _warm_verdict(act, warm_restart, is_gutter, unjournalled)
     return {
         "host": host,
         "datacentre": entry["datacentre"],
@@ -131,7 +146,7 @@ def describe_window(
         "rollback_script": DrillPaths(DEFAULT_STATE_DIR, CHAINS[kind]).script,
         # The clients the block cuts off: the datacentre's routers and cross-DC proxies.
         "sources": sorted({server["address"] for server in blocked_for}),
-        "routers": routers_to_ask(model, dc),
+        "routers": routers,
         "backends": dc["main"] + dc["gutter"],
         # Servers that must answer before this one goes out: the gutter, and for a gutter
         # server every main shard too (it carries no keys of its own).
@@ -139,6 +154,14 @@ def describe_window(
         "verify": {"route_prefix": dc["route_prefix"], "shards": dc["main"], "gutter": dc["gutter"]},
         # A flush drill flushes the shard while it is cut off, so it rejoins with nothing stale.
         "rejoin_policy": "flush" if act == "flush" else "keep",
+        # A shard that comes back holding data (a hold drill, a warm restart) first deletes
+        # what the routers journalled while it was out (plugins/module_utils/rejoin.py).
+        "warm": warm,
+        "warm_why": why,
+        "rejoin_replay": not unjournalled and not is_gutter and (act == "hold" or warm),
+        "journal_path": JOURNAL_PATH,
+        # Left on the host until the shard is consistent: its rollback empties it instead.
+        "rejoin_pending": REJOIN_PENDING,
         "canaries": not is_gutter,
         "canary_retries": canary_retries(model),
         "readmit_retries": readmit_retries(model),
@@ -153,3 +176,17 @@ def describe_window(
         "warmup_hit_ratio": _fraction("warmup_hit_ratio", warmup_hit_ratio),
         "warmup_max_s": _whole("warmup_max_s", warmup_max_s, 0, MAX_ROLLBACK_S),
     }
+
+
+def _warm_verdict(act, warm_restart, is_gutter, unjournalled):
+    """(warm, why): whether this window restarts memcached warm, in words for the plan."""
+    if act != "restart":
+        return False, f"act {act} does not keep the cache"
+    if not warm_restart:
+        return False, "memcached cannot keep its cache across this restart"
+    if is_gutter:
+        # The gutter's keys live for its TTL only: nothing worth keeping, nothing to invalidate.
+        return False, "a gutter server restarts cold"
+    if unjournalled:
+        return False, f"routers that journal no failovers (mcrouter): {', '.join(unjournalled)}"
+    return True, "warm: the memory file is kept, the routers' journals replayed before the unblock"

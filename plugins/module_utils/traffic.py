@@ -1,16 +1,20 @@
 """Bounded client traffic through a router, recorded as a JSONL timeline.
 
 A drill needs the client's view: how many requests failed, how slow they were, and when
-the gutter started answering. `run()` sends a paced mix of set and get on a small key
-set through the router until the first of: `max_requests`, `max_duration_s`, or a stop
+the gutter started answering. `run()` sends a paced mix of set, delete and get on a small
+key set through the router until the first of: `max_requests`, `max_duration_s`, or a stop
 file appearing. Both bounds are mandatory and capped. Targets must be loopback or inside
 the configured lab networks: this is a load generator, and must never be pointed at a
 production router by accident.
 
 Timeline lines (one JSON object each):
 - `{"kind": "start", "t": ..., "plan": {...}}`
-- `{"kind": "req", "t": <unix start>, "op": "set"|"get", "k": <key index>, "ms": <latency>,
-  "r": "ok"|"miss"|"error"|"timeout"}`
+- `{"kind": "req", "t": <unix start>, "op": "set"|"delete"|"get", "k": <key index>, "ms": <latency>,
+  "r": "ok"|"miss"|"error"|"timeout"}`, and on a get that read something other than the
+  client's last acknowledged write, `"v": "stale"` (an older value) or `"v": "resurrected"`
+  (a value after an acknowledged delete). Each value carries the number of the request
+  that wrote it; a write that got no acknowledgement may or may not have happened, so the
+  values it could have left are accepted too. A miss is never wrong for a cache.
 - `{"kind": "gutter", "t": ..., "get_hits": N, "get_misses": N, "cmd_set": N, "down": [...]}`
   (counters summed over the gutter servers, sampled about once a second: their deltas show
   when, and how much, the gutter served)
@@ -96,6 +100,8 @@ def plan_problems(plan: dict) -> list[str]:
         problems.append(f"key_count must be in [1, 100000], got {plan.get('key_count')!r}")
     if not 0 <= plan.get("set_ratio", -1) <= 1:
         problems.append(f"set_ratio must be in [0, 1], got {plan.get('set_ratio')!r}")
+    if not 0 <= plan.get("delete_ratio", 0) <= 1 - min(max(plan.get("set_ratio", 0), 0), 1):
+        problems.append(f"delete_ratio must be in [0, 1 - set_ratio], got {plan.get('delete_ratio')!r}")
     if not 1 <= plan.get("value_bytes", 0) <= 1_000_000:
         problems.append(f"value_bytes must be in [1, 1000000], got {plan.get('value_bytes')!r}")
     engine = (plan.get("router") or {}).get("engine") or "mcrouter"
@@ -115,6 +121,7 @@ def default_plan(**overrides) -> dict:
         "run_id": time.strftime("%Y%m%dT%H%M%S"),
         "key_count": 200,
         "set_ratio": 0.3,
+        "delete_ratio": 0.0,
         "value_bytes": 100,
         "rate_per_s": 200,
         "max_requests": 60_000,
@@ -166,6 +173,39 @@ def _sample_gutter(clients: list[MemcacheClient]) -> dict:
     return sample
 
 
+class ReadOracle:
+    """What a get may read, from this client's own writes: the last acknowledged set's value,
+    or nothing after an acknowledged delete; besides, any value of a write that was never
+    acknowledged (it may have landed, even late). A key never written by this run is not judged."""
+
+    def __init__(self):
+        self.last: dict[int, int | None] = {}
+        self.unacknowledged: dict[int, set[int]] = {}
+
+    def wrote(self, index: int, number: int | None, acknowledged: bool) -> None:
+        """`number` None is a delete."""
+        if acknowledged:
+            self.last[index] = number
+        elif number is not None:
+            self.unacknowledged.setdefault(index, set()).add(number)
+        else:
+            self.last.pop(index, None)
+
+    def judge(self, index: int, value: bytes | None) -> str | None:
+        """None when the read is right, else "stale" or "resurrected"."""
+        if value is None or index not in self.last:
+            return None
+        number = _value_number(value)
+        if number is None or number == self.last[index] or number in self.unacknowledged.get(index, ()):
+            return None
+        return "resurrected" if self.last[index] is None else "stale"
+
+
+def _value_number(value: bytes) -> int | None:
+    head = value.split(b":", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
 def run(plan: dict) -> dict:
     """Sends the traffic and writes the timeline; returns a summary. Always bounded."""
     targets = check_plan(plan)
@@ -178,6 +218,8 @@ def run(plan: dict) -> dict:
     keys = [f"{prefix}mcfleet-traffic-{plan['run_id']}-{i}" for i in range(plan["key_count"])]
     filler = "x" * plan["value_bytes"]
     counts = dict.fromkeys(OUTCOMES, 0)
+    wrong_reads = {"stale": 0, "resurrected": 0}
+    oracle = ReadOracle()
     latencies: list[float] = []
     stop_file = plan.get("stop_file")
     interval = 1.0 / plan["rate_per_s"]
@@ -208,35 +250,49 @@ def run(plan: dict) -> dict:
             if due > now:
                 time.sleep(min(due - now, max(0.0, deadline - now)))
             index = rng.randrange(len(keys))
-            op = "set" if rng.random() < plan["set_ratio"] else "get"
+            draw = rng.random()
+            op = (
+                "set"
+                if draw < plan["set_ratio"]
+                else "delete"
+                if draw < plan["set_ratio"] + plan.get("delete_ratio", 0)
+                else "get"
+            )
             wall = time.time()
             tick = time.perf_counter()
+            verdict = None
             try:
                 if op == "set":
                     outcome = "ok" if router.set(keys[index], f"{sent}:{filler}") else "error"
+                elif op == "delete":
+                    router.delete(keys[index])  # DELETED and NOT_FOUND both acknowledge it
+                    outcome = "ok"
                 else:
-                    outcome = "ok" if router.get(keys[index]) is not None else "miss"
+                    value = router.get(keys[index])
+                    outcome = "ok" if value is not None else "miss"
+                    verdict = oracle.judge(index, value)
             except MemcacheTimeout:
                 outcome = "timeout"
             except MemcacheError:
                 outcome = "error"
+            if op != "get":
+                oracle.wrote(index, sent if op == "set" else None, outcome == "ok")
             latency_ms = (time.perf_counter() - tick) * 1000
             sent += 1
             counts[outcome] += 1
             latencies.append(latency_ms)
-            timeline.write(
-                json.dumps(
-                    {
-                        "kind": "req",
-                        "t": round(wall, 4),
-                        "op": op,
-                        "k": index,
-                        "ms": round(latency_ms, 3),
-                        "r": outcome,
-                    }
-                )
-                + "\n"
-            )
+            line = {
+                "kind": "req",
+                "t": round(wall, 4),
+                "op": op,
+                "k": index,
+                "ms": round(latency_ms, 3),
+                "r": outcome,
+            }
+            if verdict:
+                wrong_reads[verdict] += 1
+                line["v"] = verdict
+            timeline.write(json.dumps(line) + "\n")
         if gutter:
             timeline.write(json.dumps(_sample_gutter(gutter)) + "\n")
         duration = time.monotonic() - started
@@ -253,6 +309,8 @@ def run(plan: dict) -> dict:
         "requests": sent,
         "outcomes": counts,
         "client_errors": counts["error"] + counts["timeout"],
+        "stale_reads": wrong_reads["stale"],
+        "resurrected_reads": wrong_reads["resurrected"],
         "duration_s": round(duration, 3),
         "requests_per_s": round(sent / duration, 1) if duration > 0 else 0.0,
         "latency_ms": latency_summary(latencies),
@@ -361,7 +419,13 @@ def client_errors(path: str, start: float | None = None, end: float | None = Non
         if (start is None or request["t"] >= start) and (end is None or request["t"] < end)
     ]
     errors = sum(1 for request in window if request["r"] in ("error", "timeout"))
-    return {"requests": len(window), "errors": errors, "error_rate": errors / len(window) if window else 0.0}
+    return {
+        "requests": len(window),
+        "errors": errors,
+        "error_rate": errors / len(window) if window else 0.0,
+        "stale_reads": sum(1 for request in window if request.get("v") == "stale"),
+        "resurrected_reads": sum(1 for request in window if request.get("v") == "resurrected"),
+    }
 
 
 # -- cache-aside load with a skewed key popularity (the LRU comparison's load) --------

@@ -26,8 +26,8 @@ options:
     description: The step (the per-host steps in order, or plan, skip, failed, finished).
     type: str
     required: true
-    choices: [preflight, canaries, block, failover, stop, act, configure, start, health, unblock, routers,
-              warmup, done, plan, skip, failed, finished]
+    choices: [preflight, canaries, block, failover, stop, act, configure, start, health, invalidate, unblock,
+              routers, catch_up, warmup, done, plan, skip, failed, finished]
   detail:
     description: A short text for the operator.
     type: str

@@ -87,9 +87,15 @@ options:
     type: int
     default: 200
   set_ratio:
-    description: Fraction of requests that are sets (the rest are gets).
+    description: Fraction of requests that are sets (the rest are deletes and gets).
     type: float
     default: 0.3
+  delete_ratio:
+    description:
+      - Fraction of requests that are deletes (O(pattern=mixed)). Every get is judged against the
+        client's own acknowledged sets and deletes; see RV(stale_reads).
+    type: float
+    default: 0.0
   value_bytes:
     description: Size of the values written.
     type: int
@@ -179,6 +185,16 @@ client_errors:
   description: Requests that failed (error plus timeout).
   returned: success
   type: int
+stale_reads:
+  description:
+    - O(pattern=mixed) only, gets that read a value older than the client's last acknowledged set
+      of that key.
+  returned: success
+  type: int
+resurrected_reads:
+  description: O(pattern=mixed) only, gets that read a value after the client's acknowledged delete.
+  returned: success
+  type: int
 duration_s:
   description: Wall time of the traffic.
   returned: success
@@ -248,6 +264,7 @@ def main() -> None:
             "run_id": {"type": "str"},
             "key_count": {"type": "int", "default": 200},
             "set_ratio": {"type": "float", "default": 0.3},
+            "delete_ratio": {"type": "float", "default": 0.0},
             "value_bytes": {"type": "int", "default": 100},
             "rate_per_s": {"type": "float", "default": 200},
             "max_requests": {"type": "int", "required": True},

@@ -64,6 +64,14 @@ error_rate:
   description: errors / requests (0.0 when there were no requests).
   type: float
   returned: success
+stale_reads:
+  description: Gets in the window that read a value older than the client's last acknowledged set.
+  type: int
+  returned: success
+resurrected_reads:
+  description: Gets in the window that read a value the client had deleted.
+  type: int
+  returned: success
 """
 
 import time

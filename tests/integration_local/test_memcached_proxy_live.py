@@ -150,6 +150,8 @@ def fleet():
     try:
         podman_exec("sh", "-c", f"apt-get update -qq && {APT_INSTALL} memcached")
         podman_exec("sh", "-c", f"cat > {LIBRARY}", stdin=ROUTE_LIBRARY.read_text())
+        # The routers' failover journal (the memcached_proxy role creates it for its user).
+        podman_exec("install", "-d", "-o", "nobody", render_memcached_proxy.JOURNAL_DIRECTORY)
         # Backends first, then proxies, then the router, so no first connection fails
         # (a failed backend is only retried after the probe delay).
         for pools in (
@@ -308,8 +310,23 @@ def test_failed_shard_fails_over_to_the_gutter_with_the_gutter_ttl(fleet):
     podman_exec("kill", pid)
     wait_for_port(HOSTS[victim][2], 11211, up=False)
 
+    podman_exec("truncate", "-s", "0", render_memcached_proxy.JOURNAL_PATH)
     errors = sum(1 for key in victim_keys if not router.set(f"/eqiad/mw/{key}", b"new", noreply=False))
     assert errors == 0
+    assert router.delete(f"/eqiad/mw/{victim_keys[0]}", noreply=False) is not None
+    router.set(f"/eqiad/mw/{victim_keys[0]}", b"new", noreply=False)
+    # Every write and delete the gutter took in the victim's place is journalled, nothing else:
+    # not the reads, not the keys of healthy shards.
+    for key in keys:
+        router.get(f"/eqiad/mw/{key}")
+    journal = podman_exec("cat", render_memcached_proxy.JOURNAL_PATH).splitlines()
+    commands = [line.split(" ")[1:] for line in journal]
+    assert commands == [
+        *(["set", key] for key in victim_keys),
+        ["delete", victim_keys[0]],
+        ["set", victim_keys[0]],
+    ]
+    assert all(abs(int(line.split(" ")[0]) - time.time()) < 60 for line in journal)
     assert all(gutter.get(key) == b"new" for key in victim_keys)
     assert all(router.get(key) == b"new" for key in victim_keys)
     with MemcacheClient(HOSTS["mw1001"][2], 11213, read_protocol="meta") as meta:

@@ -12,9 +12,17 @@
 --   hash (http://www.isthe.com/chongo/tech/comp/fnv/) falls in [from, to) of the hash
 --   space go to child; other keys are answered at once, and route_split discards that
 --   reply. mcrouter's key_fraction_range does the same with its own hash.
+-- route_mcfleet_journal{ child = route, path = "/var/lib/mcfleet-router/failover.journal" }
+--   The failover journal: placed on the gutter side of a failover, so every request it sees
+--   is one whose home shard failed. Each one that may change a key (anything but get, gets
+--   and mg) is appended to path as "<unix time> <command> <key>" before it goes to child.
+--   A shard that comes back holding data replays these keys as deletes before it rejoins
+--   (mcfleet.fleet.failover_journal, shard_invalidate): the gutter's copies expire, the
+--   journal does not. mcrouter keeps deletes it could not deliver in the same spirit
+--   (its asynclog: facebook/mcrouter mcrouter/routes/AsynclogRoute.h).
 
 -- routelib ships allasync (fire-and-forget, null reply at once) without registering it.
-register_route_handlers({ "mcfleet_prefix", "mcfleet_operation", "mcfleet_shadow", "allasync" })
+register_route_handlers({ "mcfleet_prefix", "mcfleet_operation", "mcfleet_shadow", "mcfleet_journal", "allasync" })
 
 local NO_ROUTE <const> = "SERVER_ERROR mcfleet: no route for this key prefix\r\n"
 
@@ -116,5 +124,49 @@ function route_mcfleet_shadow_f(rctx, o)
             return rctx:enqueue_and_wait(r, child)
         end
         return NOT_SHADOWED
+    end
+end
+
+function route_mcfleet_journal_conf(t, ctx)
+    if type(t.path) ~= "string" or string.sub(t.path, 1, 1) ~= "/" then
+        error("route_mcfleet_journal: path must be an absolute file name")
+    end
+    return t
+end
+
+function route_mcfleet_journal_start(a, ctx, fgen)
+    fgen:ready({ a = { child = fgen:new_handle(a.child), path = a.path }, n = ctx:label(), f = route_mcfleet_journal_f })
+end
+
+function route_mcfleet_journal_f(rctx, o)
+    local child, path = o.child, o.path
+    local READS <const> = { [mcp.CMD_GET] = true, [mcp.CMD_GETS] = true, [mcp.CMD_MG] = true }
+    local NAMES <const> = {
+        [mcp.CMD_SET] = "set", [mcp.CMD_ADD] = "add", [mcp.CMD_REPLACE] = "replace", [mcp.CMD_CAS] = "cas",
+        [mcp.CMD_APPEND] = "append", [mcp.CMD_PREPEND] = "prepend", [mcp.CMD_DELETE] = "delete",
+        [mcp.CMD_INCR] = "incr", [mcp.CMD_DECR] = "decr", [mcp.CMD_TOUCH] = "touch",
+        [mcp.CMD_MS] = "ms", [mcp.CMD_MD] = "md", [mcp.CMD_MA] = "ma",
+    }
+    -- One handle per worker thread, opened for appending: each line is one write(2) of well
+    -- under PIPE_BUF bytes, so the threads' lines never interleave.
+    local journal = nil
+    local function record(command, key)
+        if journal == nil then
+            journal = io.open(path, "a")
+            if journal == nil then
+                return false
+            end
+            journal:setvbuf("line")
+        end
+        return journal:write(os.time(), " ", NAMES[command] or tostring(command), " ", key, "\n") ~= nil
+    end
+    return function(r)
+        local command = r:command()
+        if not READS[command] and not record(command, r:key()) then
+            -- Not journalled means the shard could return stale: refuse the write instead.
+            journal = nil
+            return "SERVER_ERROR mcfleet: failover journal " .. path .. " not writable\r\n"
+        end
+        return rctx:enqueue_and_wait(r, child)
     end
 end

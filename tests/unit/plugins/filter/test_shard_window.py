@@ -98,3 +98,30 @@ def test_retries_follow_the_longest_probe_delay(lab):
 def test_each_bad_field_is_named_with_its_value(lab, host, choices, message):
     with pytest.raises(WindowError, match="^" + message.replace("(", r"\(")):
         describe_window(lab, host, **choices)
+
+
+def test_a_restart_is_warm_only_where_memcached_keeps_its_cache_and_every_router_journals(lab, eqiad):
+    warm = describe_window(lab, "mc2001", act="restart", rollback_s=900, warm_restart=True)
+    assert warm["warm"] and warm["rejoin_replay"]
+    assert warm["journal_path"] == "/var/lib/mcfleet-router/failover.journal"
+    assert warm["rejoin_pending"] == "/var/lib/mcfleet/rejoin-pending"
+    cold = describe_window(lab, "mc2001", act="restart", rollback_s=900)
+    assert not cold["warm"] and not cold["rejoin_replay"]
+    assert cold["warm_why"] == "memcached cannot keep its cache across this restart"
+    gutter = describe_window(lab, "mc-gp2001", act="restart", rollback_s=900, warm_restart=True)
+    assert (gutter["warm"], gutter["rejoin_replay"], gutter["warm_why"]) == (
+        False,
+        False,
+        "a gutter server restarts cold",
+    )
+    upgrade = describe_window(lab, "mc2001", act="in_place", rollback_s=900, warm_restart=True)
+    assert not upgrade["warm"] and upgrade["warm_why"] == "act in_place does not keep the cache"
+    # Production eqiad routes with mcrouter, which journals nothing: cold, naming its routers.
+    mcrouter = describe_window(eqiad, "mc1019.eqiad.wmnet", act="restart", rollback_s=900, warm_restart=True)
+    assert not mcrouter["warm"] and not mcrouter["rejoin_replay"]
+    assert mcrouter["warm_why"].startswith("routers that journal no failovers (mcrouter): mw1001.eqiad.wmnet")
+
+
+def test_a_hold_drill_replays_the_journals_and_a_flush_drill_does_not(lab):
+    assert describe_window(lab, "mc2001", act="hold", rollback_s=300)["rejoin_replay"]
+    assert not describe_window(lab, "mc2001", act="flush", rollback_s=300)["rejoin_replay"]

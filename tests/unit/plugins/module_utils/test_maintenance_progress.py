@@ -27,8 +27,8 @@ def entries_of(host, start, step_s=1.0, upto="done"):
 def test_a_line_shows_elapsed_time_step_and_an_eta_once_a_host_is_done():
     log = [{"t": 100.0, "host": "codfw", "step": "plan", "detail": ""}, *entries_of("mc2001", 100.0, 1.0)]
     line = progress_line(log, "mc2002", "block", "reject", remaining_hosts=2, now=120.0)
-    assert line.startswith("+20.0s mc2002 [3/13 block] reject (ETA ")
-    assert "12s per host" in line
+    assert line.startswith("+20.0s mc2002 [3/15 block] reject (ETA ")
+    assert "14s per host" in line
     assert "ETA" not in progress_line(log[:3], "mc2001", "block", "", remaining_hosts=2, now=103.0)
 
 
@@ -71,7 +71,7 @@ def test_the_report_counts_time_out_errors_while_out_and_overhead(tmp_path):
     requests = [
         {"kind": "req", "t": 100.0 + i * 0.5, "op": "get", "k": 1, "ms": 1.0, "r": "ok"} for i in range(60)
     ]
-    requests[10]["r"] = "error"  # at t=105, while mc2001 is out (block at 102, routers at 110)
+    requests[10]["r"] = "error"  # at t=105, while mc2001 is out (block at 102, routers at 112)
     timeline.write_text("\n".join(json.dumps(r) for r in requests) + "\n")
     plan = {"datacentre": "codfw", "action": "restart", "reason": "T1", "batch_size": 1}
     log = [
@@ -90,12 +90,12 @@ def test_the_report_counts_time_out_errors_while_out_and_overhead(tmp_path):
     host = report["hosts"][0]
     assert report["maintained"] == 1
     assert report["client_errors"] == 1
-    assert host["out_s"] == 7.0  # block (t=102) to unblock (t=109)
+    assert host["out_s"] == 8.0  # block (t=102) to unblock (t=110, after invalidate)
     assert host["client_errors_while_out"] == 1
     assert host["overhead_s"] == host["wall_s"] - host["step_seconds"]["act"] - host["step_seconds"]["warmup"]
     files = render_files(report, log, str(timeline), "maintenance-x")
     assert set(files) == {"maintenance-x.json", "maintenance-x.md", "maintenance-x.png", "maintenance-x.svg"}
-    assert "| mc2001 | done | 7.000 | 1 |" in files["maintenance-x.md"]
+    assert "| mc2001 | done | 8.000 | 1 |" in files["maintenance-x.md"]
     # Items before, right after the start, after the warm-up; one host: no cookbook sleep.
     assert "| 5000 | 0 | 1200 |" in files["maintenance-x.md"]
     assert report["cookbook_sleep_s"] == 0

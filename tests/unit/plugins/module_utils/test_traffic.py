@@ -207,3 +207,37 @@ def test_traffic_errors_names_an_unreadable_timeline(tmp_path, capsys):
     result = json.loads(capsys.readouterr().out)
     assert exit_info.value.code == 1
     assert result["msg"].startswith(f"timeline={missing}: cannot read the traffic timeline")
+
+
+def test_deletes_join_the_mix_and_a_consistent_cache_reads_nothing_stale(server, tmp_path):
+    summary = run(plan_for(server, tmp_path, delete_ratio=0.2, key_count=20, max_duration_s=1.0))
+    requests = load_timeline(summary["timeline"])["requests"]
+    assert {r["op"] for r in requests} == {"set", "delete", "get"}
+    assert (summary["stale_reads"], summary["resurrected_reads"]) == (0, 0)
+    assert not any("v" in r for r in requests)
+
+
+def test_a_value_changed_behind_the_client_is_a_stale_read(server, tmp_path):
+    stop = threading.Event()
+
+    def rewind_every_key():
+        # As a shard that comes back with what it held before: older values, deleted keys.
+        with MemcacheClient(*server.spec) as client:
+            while not stop.is_set():
+                for index in range(5):
+                    client.set(f"/eqiad/mw/mcfleet-traffic-rewind-{index}", "0:old")
+                time.sleep(0.01)
+
+    rewinder = threading.Thread(target=rewind_every_key)
+    rewinder.start()
+    try:
+        summary = run(
+            plan_for(server, tmp_path, run_id="rewind", delete_ratio=0.2, key_count=5, max_duration_s=1.0)
+        )
+    finally:
+        stop.set()
+        rewinder.join()
+    assert summary["stale_reads"] + summary["resurrected_reads"] > 0
+    assert plan_problems(default_plan(router={"address": "127.0.0.1", "port": 1}, delete_ratio=0.8)) == [
+        "delete_ratio must be in [0, 1 - set_ratio], got 0.8"
+    ]

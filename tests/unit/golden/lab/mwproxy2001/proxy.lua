@@ -41,13 +41,17 @@ pools{
 }
 
 -- /codfw/mw/: main pool, failing over to the gutter pool; set-like
--- writes to the gutter expire after the gutter TTL (10 s).
+-- writes to the gutter expire after the gutter TTL (10 s). Every write or
+-- delete the gutter takes is journalled, for the failed shard's stale-safe return.
 local function local_failover()
     return route_mcfleet_operation{
-        child_default = route_failover{ children = { "codfw_main", "codfw_gutter" } },
+        child_default = route_failover{ children = {
+            "codfw_main",
+            route_mcfleet_journal{ path = "/var/lib/mcfleet-router/failover.journal", child = "codfw_gutter" },
+        } },
         child_set = route_failover{ children = {
             "codfw_main",
-            route_ttl{ ttl = 10, child = "codfw_gutter" },
+            route_mcfleet_journal{ path = "/var/lib/mcfleet-router/failover.journal", child = route_ttl{ ttl = 10, child = "codfw_gutter" } },
         } },
     }
 end

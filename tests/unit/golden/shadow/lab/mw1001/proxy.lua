@@ -51,16 +51,20 @@ pools{
 }
 
 -- /eqiad/mw/: main pool, failing over to the gutter pool; set-like
--- writes to the gutter expire after the gutter TTL (10 s).
+-- writes to the gutter expire after the gutter TTL (10 s). Every write or
+-- delete the gutter takes is journalled, for the failed shard's stale-safe return.
 -- Shadow: a copy of one shard's share of this traffic (mc1002's; key fraction
 -- 0.0..0.333333) goes to lru-baseline, lru-candidate; their replies are discarded.
 local function local_failover()
     return route_split{
         child_a = route_mcfleet_operation{
-            child_default = route_failover{ children = { "eqiad_main", "eqiad_gutter" } },
+            child_default = route_failover{ children = {
+                "eqiad_main",
+                route_mcfleet_journal{ path = "/var/lib/mcfleet-router/failover.journal", child = "eqiad_gutter" },
+            } },
             child_set = route_failover{ children = {
                 "eqiad_main",
-                route_ttl{ ttl = 10, child = "eqiad_gutter" },
+                route_mcfleet_journal{ path = "/var/lib/mcfleet-router/failover.journal", child = route_ttl{ ttl = 10, child = "eqiad_gutter" } },
             } },
         },
         child_b = route_mcfleet_shadow{
