@@ -166,10 +166,13 @@ class MemcacheClient:
             cas = int(parts[4]) if with_cas and len(parts) > 4 else None
             found[parts[1].decode()] = (data, int(parts[2]), cas)
 
-    def _meta_get_many(self, keys: list[str], with_cas: bool) -> dict[str, tuple[bytes, int, int | None]]:
-        """Pipelined `mg KEY v f [c] O<n>`: one reply per key, in order; the opaque
-        token O<n> proves each reply belongs to the n-th key (replies carry no key)."""
-        wanted = b"v f c" if with_cas else b"v f"
+    def _meta_get_many(
+        self, keys: list[str], with_cas: bool, with_ttl: bool = False
+    ) -> dict[str, tuple[bytes, int, int | None]]:
+        """Pipelined `mg KEY v f [c] [t] O<n>`: one reply per key, in order; the opaque
+        token O<n> proves each reply belongs to the n-th key (replies carry no key).
+        With `with_ttl` the third item is the seconds left to live (-1: none) instead of CAS."""
+        wanted = b"v f" + (b" c" if with_cas else b"") + (b" t" if with_ttl else b"")
         payload = b"".join(b"mg %s %s O%d\r\n" % (check_key(k), wanted, n) for n, k in enumerate(keys))
 
         def read_replies() -> dict[str, tuple[bytes, int, int | None]]:
@@ -186,8 +189,8 @@ class MemcacheClient:
                 if parts[0] == b"EN":
                     continue
                 data = self._readexact(int(parts[1]) + 2)[:-2]
-                cas = int(tokens[b"c"]) if with_cas and b"c" in tokens else None
-                found[key] = (data, int(tokens.get(b"f") or 0), cas)
+                third = b"t" if with_ttl else b"c"
+                found[key] = (data, int(tokens.get(b"f") or 0), int(tokens[third]) if third in tokens else None)
             return found
 
         return self._request(payload, read_replies)
@@ -204,6 +207,12 @@ class MemcacheClient:
         if not keys:
             return {}
         return {k: v[0] for k, v in self._get_values(keys, False).items()}
+
+    def get_many_with_ttl(self, keys: list[str]) -> dict[str, tuple[bytes, int, int]]:
+        """(value, client flags, seconds left to live, -1 for none) of the keys that hit;
+        meta protocol, straight to a memcached server."""
+        found = self._meta_get_many(keys, False, with_ttl=True) if keys else {}
+        return {k: (v[0], v[1], -1 if v[2] is None else v[2]) for k, v in found.items()}
 
     def get(self, key: str) -> bytes | None:
         return self.get_many([key]).get(key)

@@ -112,31 +112,64 @@ def empty_journal(path: str, check_mode: bool = False) -> dict:
 
 
 def invalidate(
-    address: str, port: int, keys: list[str], flush: bool = False, check_mode=False, timeout_s=2.0
+    address: str,
+    port: int,
+    keys: list[str],
+    flush: bool = False,
+    check_mode=False,
+    timeout_s=2.0,
+    copy_from: list[tuple[str, int]] | None = None,
 ):
     """Delete `keys` on the shard at address:port, or empty it (`flush`).
 
-    Returns {deleted (keys the shard held: each would have been stale), absent, flushed}. In
-    check mode nothing is deleted: the shard is asked which keys it holds.
+    With `copy_from` (the gutter servers), a key the gutter still holds is copied to the shard
+    instead, with the time it has left to live there: the newest value clients wrote (the
+    shard is still cut off, and a later write is journalled again). That warms a shard that
+    returns cold with its hottest keys.
+
+    Returns {deleted (keys the shard held: each would have been stale), absent, copied,
+    flushed}. In check mode nothing changes: the shard is asked which keys it holds.
     """
-    deleted = absent = 0
+    deleted = absent = copied = 0
     with MemcacheClient(address, port, timeout_s=timeout_s) as client:
         if flush:
             if not check_mode:
                 client.flush_all()
-            return {"deleted": 0, "absent": 0, "flushed": True}
-        if check_mode:
-            for start in range(0, len(keys), 100):
-                chunk = keys[start : start + 100]
+            return {"deleted": 0, "absent": 0, "copied": 0, "flushed": True}
+        for start in range(0, len(keys), 100):
+            chunk = keys[start : start + 100]
+            if check_mode:
                 held = len(client.get_many(chunk))
                 deleted, absent = deleted + held, absent + len(chunk) - held
-            return {"deleted": deleted, "absent": absent, "flushed": False}
-        for key in keys:
-            if client.delete(key):
-                deleted += 1
-            else:
-                absent += 1
-    return {"deleted": deleted, "absent": absent, "flushed": False}
+                continue
+            on_gutter = _gutter_values(copy_from or [], chunk, timeout_s)
+            for key in chunk:
+                if key in on_gutter:
+                    value, flags, ttl = on_gutter[key]
+                    copied += int(client.set(key, value, exptime=max(ttl, 0), flags=flags))
+                elif client.delete(key):
+                    deleted += 1
+                else:
+                    absent += 1
+    return {"deleted": deleted, "absent": absent, "copied": copied, "flushed": False}
+
+
+def _gutter_values(gutter, keys, timeout_s):
+    """What the gutter servers hold of `keys` (value, flags, seconds left), the first answer
+    for each key. A gutter server that does not answer holds nothing to copy."""
+    found: dict[str, tuple[bytes, int, int]] = {}
+    for address, port in gutter:
+        wanted = [key for key in keys if key not in found]
+        if not wanted:
+            break
+        try:
+            with MemcacheClient(address, port, timeout_s=timeout_s) as client:
+                held = client.get_many_with_ttl(wanted)
+        except (OSError, MemcacheError):
+            continue
+        # An item about to expire is not worth copying: it would be gone at once.
+        found.update({key: item for key, item in held.items() if item[2] == -1 or item[2] > 1})
+    return found
 
 
 def follow(

@@ -154,11 +154,13 @@ def describe_window(
         "verify": {"route_prefix": dc["route_prefix"], "shards": dc["main"], "gutter": dc["gutter"]},
         # A flush drill flushes the shard while it is cut off, so it rejoins with nothing stale.
         "rejoin_policy": "flush" if act == "flush" else "keep",
-        # A shard that comes back holding data (a hold drill, a warm restart) first deletes
-        # what the routers journalled while it was out (plugins/module_utils/rejoin.py).
+        # Before a main shard rejoins, what the routers journalled while it was out is copied
+        # from the gutter or deleted on it (plugins/module_utils/rejoin.py): a shard that comes
+        # back holding data (a hold drill, a warm restart) serves nothing stale, and one that
+        # comes back cold gets the hottest keys of its window. A flush drill rejoins empty.
         "warm": warm,
         "warm_why": why,
-        "rejoin_replay": not unjournalled and not is_gutter and (act == "hold" or warm),
+        "rejoin_replay": not unjournalled and not is_gutter and act != "flush",
         "journal_path": JOURNAL_PATH,
         # Left on the host until the shard is consistent: its rollback empties it instead.
         "rejoin_pending": REJOIN_PENDING,

@@ -13,8 +13,9 @@ description:
     serves nothing older than what clients wrote or deleted through the gutter meanwhile.
   - With more keys than O(flush_over), or O(flush=true) (a journal that overflowed), empties the
     shard instead (C(flush_all)), cold but never stale.
-  - Reports how many keys the shard held (each would have been a stale read) and how many it did not.
-  - Runs on the shard's host, which the window's block does not cut off (only the routers).
+  - Reports how many keys the shard held (each would have been a stale read), how many it did
+    not, and how many were copied from the gutter.
+  - Runs where the shard and the gutter both answer while the routers are cut off: the controller.
 version_added: 0.9.0
 author: mcfleet maintainers (@mcfleet)
 options:
@@ -30,6 +31,14 @@ options:
     description: The keys to delete.
     type: list
     elements: str
+    default: []
+  copy_from:
+    description:
+      - The gutter servers (C(address), C(port)). A key one of them still holds (for more than
+        a second) is copied to the shard with the time it has left to live, instead of deleted:
+        the newest value, as long as the shard is still cut off from the routers.
+    type: list
+    elements: dict
     default: []
   flush:
     description: Empty the shard whatever O(keys) holds.
@@ -73,6 +82,10 @@ absent:
   description: Keys the shard did not hold.
   returned: success
   type: int
+copied:
+  description: Keys copied from the gutter.
+  returned: success
+  type: int
 flushed:
   description: Whether the shard was emptied instead.
   returned: success
@@ -90,6 +103,7 @@ def main():
             "address": {"type": "str", "required": True},
             "port": {"type": "int", "default": 11211},
             "keys": {"type": "list", "elements": "str", "default": [], "no_log": False},
+            "copy_from": {"type": "list", "elements": "dict", "default": []},
             "flush": {"type": "bool", "default": False},
             "flush_over": {"type": "int", "default": 200000},
             "timeout_s": {"type": "float", "default": 2.0},
@@ -108,10 +122,11 @@ def main():
             flush=flush,
             check_mode=module.check_mode,
             timeout_s=params["timeout_s"],
+            copy_from=[(server["address"], int(server.get("port", 11211))) for server in params["copy_from"]],
         )
     except (OSError, MemcacheError) as error:
         module.fail_json(msg=f"address={target}: {error}")
-    held = "every key" if result["flushed"] else f"{result['deleted']} of {len(keys)} keys"
+    held = "every key" if result["flushed"] else f"{result['deleted'] + result['copied']} of {len(keys)} keys"
     module.exit_json(
         changed=result["flushed"] or result["deleted"] > 0,
         diff={"before": f"{target}: holds {held}\n", "after": f"{target}: holds none of them\n"},

@@ -84,13 +84,46 @@ def test_invalidate_deletes_what_the_shard_holds_and_check_mode_only_counts(serv
         assert invalidate(*server.spec, ["a", "b", "c"], check_mode=True) == {
             "deleted": 2,
             "absent": 1,
+            "copied": 0,
             "flushed": False,
         }
         assert client.get("a") == b"1"
-        assert invalidate(*server.spec, ["a", "b", "c"]) == {"deleted": 2, "absent": 1, "flushed": False}
+        assert invalidate(*server.spec, ["a", "b", "c"]) == {
+            "deleted": 2,
+            "absent": 1,
+            "copied": 0,
+            "flushed": False,
+        }
         assert (client.get("a"), client.get("b"), client.get("kept")) == (None, None, b"3")
         assert invalidate(*server.spec, [], flush=True)["flushed"]
         assert client.get("kept") is None
+
+
+def test_a_key_the_gutter_still_holds_is_copied_with_the_time_it_has_left(server):
+    gutter = MemcachedProcess()
+    try:
+        with MemcacheClient(*gutter.spec) as on_gutter, MemcacheClient(*server.spec) as shard:
+            on_gutter.set("fresh", "new", exptime=600, flags=7)
+            on_gutter.set("forever", "kept")
+            on_gutter.set("expiring", "soon", exptime=1)
+            for key in ("fresh", "forever", "expiring", "gone"):
+                shard.set(key, "old")
+            # An unreachable gutter server is skipped; the next one answers.
+            result = invalidate(
+                *server.spec,
+                ["fresh", "forever", "expiring", "gone"],
+                copy_from=[("127.0.0.1", free_port()), gutter.spec],
+            )
+            assert result == {"deleted": 2, "absent": 0, "copied": 2, "flushed": False}
+            assert shard.get_many_with_ttl(["fresh", "forever"]) == {
+                "fresh": (b"new", 7, shard.get_many_with_ttl(["fresh"])["fresh"][2]),
+                "forever": (b"kept", 0, -1),
+            }
+            assert 590 <= shard.get_many_with_ttl(["fresh"])["fresh"][2] <= 600
+            # About to expire on the gutter: not copied, deleted (the old value must not stay).
+            assert shard.get("expiring") is None and shard.get("gone") is None
+    finally:
+        gutter.stop()
 
 
 def test_the_follower_deletes_each_key_as_it_is_journalled_until_the_router_readmits(server, tmp_path):
