@@ -57,6 +57,16 @@ def build_report(entries: list, timeline_path: str | None, status: str) -> dict:
             host.update(entry.get("data", {}))
         elif entry["step"] == "warmup":
             host.update(entry.get("data", {}))
+        elif entry["step"] == "invalidate":
+            # The stale-safe return (plugins/module_utils/rejoin.py): keys copied from the gutter
+            # and stale keys deleted before the unblock, then during and after the re-admission.
+            data = entry.get("data", {})
+            host["keys_copied"] = int(data.get("copied") or 0)
+            host["stale_keys_deleted"] = int(data.get("deleted") or 0)
+        elif entry["step"] == "catch_up":
+            data = entry.get("data", {})
+            late = int(data.get("followed_deleted") or 0) + int(data.get("deleted") or 0)
+            host["stale_keys_deleted"] = host.get("stale_keys_deleted", 0) + late
         elif entry["step"] == "preflight":
             host["hit_ratio_before"] = (entry.get("data", {}).get("before") or {}).get("hit_ratio")
     for host in hosts.values():
@@ -129,8 +139,9 @@ def render_markdown(report: dict, chart_stem: str) -> str:
         f"this whole run {report['wall_s']} s",
         "",
         "| host | status | out (s) | errors while out | hit ratio before | after | items before "
-        "| right after the start | after the warm-up | wall (s) | act (s) | overhead (s) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| right after the start | after the warm-up | wall (s) | act (s) | overhead (s) "
+        "| keys copied from the gutter | stale keys deleted |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for h in report["hosts"]:
 
@@ -143,7 +154,8 @@ def render_markdown(report: dict, chart_stem: str) -> str:
             f"| {fmt(h.get('hit_ratio_before'))} | {fmt(h.get('hit_ratio_after'))} "
             f"| {fmt(h.get('items_before'))} | {fmt(h.get('items_after_start'))} "
             f"| {fmt(h.get('items_after_warmup'))} | {fmt(h.get('wall_s'))} "
-            f"| {fmt(h.get('step_seconds', {}).get('act'))} | {fmt(h.get('overhead_s'))} |"
+            f"| {fmt(h.get('step_seconds', {}).get('act'))} | {fmt(h.get('overhead_s'))} "
+            f"| {fmt(h.get('keys_copied'))} | {fmt(h.get('stale_keys_deleted'))} |"
         )
     lines += ["", "Seconds per step:", "", "| host | " + " | ".join(STEPS[1:]) + " |"]
     lines.append("|---" * len(STEPS) + "|")

@@ -190,7 +190,11 @@ class MemcacheClient:
                     continue
                 data = self._readexact(int(parts[1]) + 2)[:-2]
                 third = b"t" if with_ttl else b"c"
-                found[key] = (data, int(tokens.get(b"f") or 0), int(tokens[third]) if third in tokens else None)
+                found[key] = (
+                    data,
+                    int(tokens.get(b"f") or 0),
+                    int(tokens[third]) if third in tokens else None,
+                )
             return found
 
         return self._request(payload, read_replies)

@@ -86,6 +86,11 @@ def test_the_report_counts_time_out_errors_while_out_and_overhead(tmp_path):
     ]
     warmup = next(entry for entry in log if entry["step"] == "warmup")
     warmup["data"] = {"items_before": 5000, "items_after_start": 0, "items_after_warmup": 1200}
+    next(entry for entry in log if entry["step"] == "invalidate")["data"] = {"copied": 40, "deleted": 3}
+    next(entry for entry in log if entry["step"] == "catch_up")["data"] = {
+        "followed_deleted": 2,
+        "deleted": 1,
+    }
     report = build_report(log, str(timeline), "finished")
     host = report["hosts"][0]
     assert report["maintained"] == 1
@@ -98,6 +103,19 @@ def test_the_report_counts_time_out_errors_while_out_and_overhead(tmp_path):
     assert "| mc2001 | done | 8.000 | 1 |" in files["maintenance-x.md"]
     # Items before, right after the start, after the warm-up; one host: no cookbook sleep.
     assert "| 5000 | 0 | 1200 |" in files["maintenance-x.md"]
+    # The stale-safe return: copied before the unblock, deleted before, during and after it.
+    assert (host["keys_copied"], host["stale_keys_deleted"]) == (40, 6)
+    assert (
+        files["maintenance-x.md"]
+        .splitlines()[
+            next(
+                i
+                for i, line in enumerate(files["maintenance-x.md"].splitlines())
+                if line.startswith("| mc2001")
+            )
+        ]
+        .endswith("| 40 | 6 |")
+    )
     assert report["cookbook_sleep_s"] == 0
     assert "its sleeps alone for these hosts take 0 s" in files["maintenance-x.md"]
     ids, texts = check_chart(files, "maintenance-x", files["maintenance-x.md"])
