@@ -310,15 +310,16 @@ def test_failed_shard_fails_over_to_the_gutter_with_the_gutter_ttl(fleet):
     podman_exec("kill", pid)
     wait_for_port(HOSTS[victim][2], 11211, up=False)
 
-    podman_exec("truncate", "-s", "0", render_memcached_proxy.JOURNAL_PATH)
+    # An empty journal the proxy (nobody) can append to: one root created would refuse it.
+    podman_exec("install", "-o", "nobody", "-m", "0644", "/dev/null", render_memcached_proxy.JOURNAL_PATH)
     errors = sum(1 for key in victim_keys if not router.set(f"/eqiad/mw/{key}", b"new", noreply=False))
     assert errors == 0
     assert router.delete(f"/eqiad/mw/{victim_keys[0]}", noreply=False) is not None
     router.set(f"/eqiad/mw/{victim_keys[0]}", b"new", noreply=False)
     # Every write and delete the gutter took in the victim's place is journalled, nothing else:
     # not the reads, not the keys of healthy shards.
-    for key in keys:
-        router.get(f"/eqiad/mw/{key}")
+    with MemcacheClient(HOSTS["mw1001"][2], 11213, read_protocol="meta") as meta:
+        assert meta.get_many([f"/eqiad/mw/{key}" for key in keys])
     journal = podman_exec("cat", render_memcached_proxy.JOURNAL_PATH).splitlines()
     commands = [line.split(" ")[1:] for line in journal]
     assert commands == [

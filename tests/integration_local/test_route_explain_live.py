@@ -198,6 +198,8 @@ def fixture_private_fleet():
         )
         library = REPO / "roles" / "memcached_proxy" / "files" / "routes.lua"
         podman_exec("sh", "-c", "cat > /tmp/routes.lua", stdin=library.read_text())
+        # The failover journal's directory, as the memcached_proxy role creates it.
+        podman_exec("install", "-d", "-o", "nobody", render_memcached_proxy.JOURNAL_DIRECTORY)
         for group, address in PRIVATE_HOSTS.values():
             if group != "routers":
                 podman_exec(
