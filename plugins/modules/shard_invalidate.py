@@ -15,7 +15,7 @@ description:
     shard instead (C(flush_all)), cold but never stale.
   - Reports how many keys the shard held (each would have been a stale read), how many it did
     not, and how many were copied from the gutter.
-  - Runs where the shard and the gutter both answer while the routers are cut off: the controller.
+  - Runs on the controller, which reaches the shard and the gutter while the routers are cut off.
 version_added: 0.9.0
 author: mcfleet maintainers (@mcfleet)
 options:
@@ -35,8 +35,8 @@ options:
   copy_from:
     description:
       - The gutter servers (C(address), C(port)). A key one of them still holds (for more than
-        a second) is copied to the shard with the time it has left to live, instead of deleted:
-        the newest value, as long as the shard is still cut off from the routers.
+        a second) is copied to the shard with the time it has left to live, instead of deleted.
+        That is the newest value as long as the shard is still cut off from the routers.
     type: list
     elements: dict
     default: []
