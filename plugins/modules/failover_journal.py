@@ -105,12 +105,13 @@ from ansible_collections.mcfleet.fleet.plugins.module_utils.rejoin import (
     empty_journal,
     read_journal,
 )
+from ansible_collections.mcfleet.fleet.plugins.module_utils.render_memcached_proxy import JOURNAL_PATH
 
 
 def main():
     module = AnsibleModule(
         argument_spec={
-            "path": {"type": "path", "default": "/var/lib/mcfleet-router/failover.journal"},
+            "path": {"type": "path", "default": JOURNAL_PATH},
             "state": {"type": "str", "choices": ["read", "empty"], "default": "read"},
             "since": {"type": "float", "default": 0},
             "offset": {"type": "int", "default": 0},

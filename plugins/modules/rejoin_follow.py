@@ -141,6 +141,7 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.mcfleet.fleet.plugins.module_utils.memcached_health import HealthError, read_router
 from ansible_collections.mcfleet.fleet.plugins.module_utils.rejoin import JournalError, follow
+from ansible_collections.mcfleet.fleet.plugins.module_utils.render_memcached_proxy import JOURNAL_PATH
 from ansible_collections.mcfleet.fleet.plugins.module_utils.safe_files import replace_file, safe_directory
 
 RESULT_DIRECTORY = "/run/mcfleet-rejoin"
@@ -213,7 +214,7 @@ def main():
             "state": {"type": "str", "choices": ["started", "collected"], "default": "started"},
             "result_file": {"type": "path"},
             "wait_s": {"type": "float", "default": 60},
-            "path": {"type": "path", "default": "/var/lib/mcfleet-router/failover.journal"},
+            "path": {"type": "path", "default": JOURNAL_PATH},
             "offset": {"type": "int", "default": 0},
             "address": {"type": "str"},
             "port": {"type": "int", "default": 11211},
