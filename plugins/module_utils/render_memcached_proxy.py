@@ -40,6 +40,11 @@ LIBRARY_PATH = f"/etc/mcfleet/{LIBRARY_NAME}"
 # routes.lua's failover journal: the keys written or deleted on the gutter in a shard's place.
 JOURNAL_DIRECTORY = "/var/lib/mcfleet-router"
 JOURNAL_PATH = f"{JOURNAL_DIRECTORY}/failover.journal"
+# How long a key the gutter took a write for stays on the gutter (routes.lua's
+# route_mcfleet_failover). It must outlast the journal's replay after an unblock (the follower
+# deletes within a second of it, the catch-up step within the routers' gate): a minute is
+# ample, and short enough that a returned shard takes its keys back soon.
+FENCE_S = 60
 
 
 def pool_names(datacentre):
@@ -212,23 +217,27 @@ def render_config_text(model, router_host):
 def _local_route_lines(model, local, shadow):
     names = pool_names(local)
     journal = f'route_mcfleet_journal{{ path = "{JOURNAL_PATH}", child = '
+    gutter_with_ttl = f'route_ttl{{ ttl = {model["gutter_ttl_s"]}, child = "{names["gutter"]}" }}'
     failover = [
         "route_mcfleet_operation{",
-        "    child_default = route_failover{ children = {",
-        f'        "{names["main"]}",',
-        f'        {journal}"{names["gutter"]}" }},',
-        "    } },",
-        "    child_set = route_failover{ children = {",
-        f'        "{names["main"]}",',
-        f'        {journal}route_ttl{{ ttl = {model["gutter_ttl_s"]}, child = "{names["gutter"]}" }} }},',
-        "    } },",
+        "    child_default = route_mcfleet_failover{",
+        f'        child_primary = "{names["main"]}",',
+        f'        child_gutter = {journal}"{names["gutter"]}" }},',
+        f"        fence_s = {FENCE_S},",
+        "    },",
+        "    child_set = route_mcfleet_failover{",
+        f'        child_primary = "{names["main"]}",',
+        f"        child_gutter = {journal}{gutter_with_ttl} }},",
+        f"        fence_s = {FENCE_S},",
+        "    },",
         "}",
     ]
     lines = [
         f"-- {model['datacentres'][local]['route_prefix']}: main pool, failing over to the gutter pool;"
         " set-like",
         f"-- writes to the gutter expire after the gutter TTL ({model['gutter_ttl_s']} s). Every write or",
-        "-- delete the gutter takes is journalled, for the failed shard's stale-safe return.",
+        "-- delete the gutter takes is journalled, for the failed shard's stale-safe return, and fences",
+        f"-- its key on the gutter for {FENCE_S} s (no read meets the shard's older copy after it returns).",
     ]
     if not shadow:
         body = ["return " + failover[0], *failover[1:]]

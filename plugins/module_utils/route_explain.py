@@ -15,8 +15,8 @@ roles/memcached_proxy/files/routes.lua build, as each engine runs it:
              OperationSelectorRoute, AllSyncRoute, AllAsyncRoute.
   proxy      routes{ mode = "anchor", start = "/", stop = "/" } (memcached 1.6.38
              proxy_luafgen.c mcp_funcgen_route: an unknown /segment/ takes `default`),
-             route_mcfleet_prefix, route_mcfleet_operation and route_mcfleet_journal
-             (routes.lua), routelib's
+             route_mcfleet_prefix, route_mcfleet_operation, route_mcfleet_journal and
+             route_mcfleet_failover (routes.lua), routelib's
              route_failover, route_ttl, route_allsync, route_allasync, route_split,
              route_direct (memcached/memcached-vendor routelib/routelib.lua), pools
              placed by XXH3 and jump hash.
@@ -479,6 +479,13 @@ class _Walk:
         if call == "route_failover":
             self.line(depth, "route_failover: children in order, the next one on an error")
             return self._failover(_array(args.get("children")), depth, mode, self.proxy)
+        if call == "route_mcfleet_failover":
+            self.line(
+                depth,
+                "route_mcfleet_failover: the primary, the gutter on an error; a key the gutter took a "
+                f"write for stays on the gutter for {args.get('fence_s')} s (its fence)",
+            )
+            return self._failover([args["child_primary"], args["child_gutter"]], depth, mode, self.proxy)
         if call == "route_direct":
             self.line(depth, "route_direct")
             return self.proxy(args["child"], depth + 1, mode)
@@ -782,6 +789,8 @@ class _VectorWalk:
         call, args = handle.get("call"), handle.get("args", {})
         if call == "route_failover":
             return self._failover(_array(args.get("children")), rows)
+        if call == "route_mcfleet_failover":
+            return self._failover([args["child_primary"], args["child_gutter"]], rows)
         if call in ("route_direct", "route_ttl", "route_mcfleet_journal"):
             return self.walk(args["child"], rows)
         if call == "route_mcfleet_operation":

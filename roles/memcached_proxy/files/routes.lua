@@ -20,9 +20,20 @@
 --   (mcfleet.fleet.failover_journal, shard_invalidate): the gutter's copies expire, the
 --   journal does not. mcrouter keeps deletes it could not deliver in the same spirit
 --   (its asynclog: facebook/mcrouter mcrouter/routes/AsynclogRoute.h).
+-- route_mcfleet_failover{ child_primary = pool, child_gutter = route, fence_s = 60 }
+--   routelib's route_failover over { primary, gutter } (the gutter on any error of the
+--   primary), plus fences that close the race at re-admission. A write the gutter takes fences
+--   its key for fence_s seconds in this router's own cache (mcp.internal_handler: one cache for
+--   every worker thread). While a key is fenced, reads of it go to the gutter, and writes to it
+--   delete it on the primary first, then go to the gutter: so a read never meets a copy the
+--   primary held from before the failover, whenever the router re-admits the primary and
+--   however far the journal's replay lags behind. Fences are added, never extended, so a key
+--   returns to its primary fence_s after its first failover write.
 
 -- routelib ships allasync (fire-and-forget, null reply at once) without registering it.
-register_route_handlers({ "mcfleet_prefix", "mcfleet_operation", "mcfleet_shadow", "mcfleet_journal", "allasync" })
+register_route_handlers({
+    "mcfleet_prefix", "mcfleet_operation", "mcfleet_shadow", "mcfleet_journal", "mcfleet_failover", "allasync",
+})
 
 local NO_ROUTE <const> = "SERVER_ERROR mcfleet: no route for this key prefix\r\n"
 
@@ -168,5 +179,53 @@ function route_mcfleet_journal_f(rctx, o)
             return "SERVER_ERROR mcfleet: failover journal " .. path .. " not writable\r\n"
         end
         return rctx:enqueue_and_wait(r, child)
+    end
+end
+
+function route_mcfleet_failover_conf(t, ctx)
+    if math.type(t.fence_s) ~= "integer" or t.fence_s < 1 then
+        error("route_mcfleet_failover: fence_s must be a whole number of seconds, at least 1")
+    end
+    return t
+end
+
+function route_mcfleet_failover_start(a, ctx, fgen)
+    -- One handle per use: a request may wait on each handle of its context once.
+    local o = {
+        primary = fgen:new_handle(a.child_primary),
+        gutter = fgen:new_handle(a.child_gutter),
+        fence_look = fgen:new_handle(mcp.internal_handler),
+        fence_add = fgen:new_handle(mcp.internal_handler),
+        fence_s = a.fence_s,
+    }
+    fgen:ready({ a = o, n = ctx:label(), f = route_mcfleet_failover_f })
+end
+
+function route_mcfleet_failover_f(rctx, o)
+    local primary, gutter, fence_look, fence_add = o.primary, o.gutter, o.fence_look, o.fence_add
+    local request = mcp.request
+    local READS <const> = { [mcp.CMD_GET] = true, [mcp.CMD_GETS] = true, [mcp.CMD_MG] = true }
+    -- Mode E: add, so a fence is never extended.
+    local fence_flags = " 1 T" .. o.fence_s .. " ME\r\n"
+    return function(r)
+        local key = r:key()
+        local read = READS[r:command()]
+        if rctx:enqueue_and_wait(request("mg " .. key .. "\r\n"), fence_look):hit() then
+            if not read then
+                -- Until the fence ends the primary must hold nothing older than the gutter. An
+                -- error here means the primary is out again: the journal covers that write.
+                rctx:enqueue_and_wait(request("md " .. key .. "\r\n"), primary)
+            end
+            return rctx:enqueue_and_wait(r, gutter)
+        end
+        local res = rctx:enqueue_and_wait(r, primary)
+        if res:ok() then
+            return res
+        end
+        if not read then
+            -- Fenced before the gutter acknowledges, so no read after the acknowledgement misses it.
+            rctx:enqueue_and_wait(request("ms " .. key .. fence_flags, "1\r\n"), fence_add)
+        end
+        return rctx:enqueue_and_wait(r, gutter)
     end
 end
