@@ -27,8 +27,9 @@
 --   every worker thread). While a key is fenced, reads of it go to the gutter, and writes to it
 --   delete it on the primary first, then go to the gutter: so a read never meets a copy the
 --   primary held from before the failover, whenever the router re-admits the primary and
---   however far the journal's replay lags behind. Fences are added, never extended, so a key
---   returns to its primary fence_s after its first failover write.
+--   however far the journal's replay lags behind. A fence lasts fence_s from the last write the
+--   primary could not take: a write that deleted the primary's copy does not extend it, so a
+--   key returns to its primary soon after the primary does.
 
 -- routelib ships allasync (fire-and-forget, null reply at once) without registering it.
 register_route_handlers({
@@ -205,16 +206,19 @@ function route_mcfleet_failover_f(rctx, o)
     local primary, gutter, fence_look, fence_add = o.primary, o.gutter, o.fence_look, o.fence_add
     local request = mcp.request
     local READS <const> = { [mcp.CMD_GET] = true, [mcp.CMD_GETS] = true, [mcp.CMD_MG] = true }
-    -- Mode E: add, so a fence is never extended.
-    local fence_flags = " 1 T" .. o.fence_s .. " ME\r\n"
+    local fence_flags = " 1 T" .. o.fence_s .. "\r\n"
     return function(r)
         local key = r:key()
         local read = READS[r:command()]
         if rctx:enqueue_and_wait(request("mg " .. key .. "\r\n"), fence_look):hit() then
             if not read then
-                -- Until the fence ends the primary must hold nothing older than the gutter. An
-                -- error here means the primary is out again: the journal covers that write.
-                rctx:enqueue_and_wait(request("md " .. key .. "\r\n"), primary)
+                -- When the fence ends the primary must hold nothing older than the gutter: delete
+                -- its copy first. If it cannot be reached, the journal has the write to replay,
+                -- and the fence is renewed to cover that replay.
+                local purged = rctx:enqueue_and_wait(request("md " .. key .. "\r\n"), primary)
+                if not purged:ok() then
+                    rctx:enqueue_and_wait(request("ms " .. key .. fence_flags, "1\r\n"), fence_add)
+                end
             end
             return rctx:enqueue_and_wait(r, gutter)
         end
