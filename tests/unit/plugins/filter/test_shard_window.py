@@ -115,9 +115,12 @@ def test_a_restart_is_warm_only_where_memcached_keeps_its_cache_and_every_router
         False,
         "a gutter server restarts cold",
     )
+    # An in-place upgrade carries the memory file across its reboot; a reimage cannot.
     upgrade = describe_window(lab, "mc2001", act="in_place", rollback_s=900, warm_restart=True)
-    assert not upgrade["warm"] and upgrade["warm_why"] == "act in_place does not keep the cache"
+    assert upgrade["warm"] and upgrade["warm_why"].startswith("warm: the memory file is carried to disk")
     assert upgrade["rejoin_replay"]
+    reimage = describe_window(lab, "mc2001", act="reimage", rollback_s=900, warm_restart=True)
+    assert not reimage["warm"] and reimage["warm_why"] == "act reimage does not keep the cache"
     # Production eqiad routes with mcrouter, which journals nothing: cold, naming its routers.
     mcrouter = describe_window(eqiad, "mc1019.eqiad.wmnet", act="restart", rollback_s=900, warm_restart=True)
     assert not mcrouter["warm"] and not mcrouter["rejoin_replay"]
