@@ -41,10 +41,11 @@ LIBRARY_PATH = f"/etc/mcfleet/{LIBRARY_NAME}"
 JOURNAL_DIRECTORY = "/var/lib/mcfleet-router"
 JOURNAL_PATH = f"{JOURNAL_DIRECTORY}/failover.journal"
 # How long a key the gutter took a write for stays on the gutter (routes.lua's
-# route_mcfleet_failover). It must outlast the journal's replay after an unblock (the follower
-# deletes within a second of it, the catch-up step within the routers' gate): a minute is
-# ample, and short enough that a returned shard takes its keys back soon.
-FENCE_S = 60
+# route_mcfleet_failover). It must outlast the time from a write journalled after the window's
+# invalidate pass to its deletion by the follower, which starts at the unblock (2-3 s later on
+# the lab, measured in the maintenance reports' step times); while it lasts, the key's reads
+# miss once the gutter TTL has expired it, so it is not longer than it needs to be by much.
+FENCE_S = 30
 
 
 def pool_names(datacentre):

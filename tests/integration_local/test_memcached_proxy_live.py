@@ -395,3 +395,17 @@ def test_a_returning_shard_never_serves_a_copy_older_than_its_failover_writes(fl
     journal = podman_exec("cat", render_memcached_proxy.JOURNAL_PATH).splitlines()
     journal = [line.split(" ")[1:] for line in journal]
     assert ["delete", deleted[0]] in journal and ["set", rewritten[0]] in journal
+
+    # The replay has deleted the shard's copies; then the gutter fails while the keys are still
+    # fenced (a maintenance takes the gutter out right after the shards): the shard answers.
+    for key in overwritten + deleted:
+        client("mc1002").delete(key, noreply=False)
+    gutter_pid = podman_exec("pgrep", "-f", "-x", backend_command("mc-gp1001")).split()[0]
+    podman_exec("kill", "-STOP", gutter_pid)
+    try:
+        assert [router.get(key) for key in overwritten + deleted] == [None] * 4
+        assert router.set(overwritten[0], b"while the gutter is out", noreply=False)
+        assert router.get(overwritten[0]) == b"while the gutter is out"
+        assert client("mc1002").get(overwritten[0]) == b"while the gutter is out"
+    finally:
+        podman_exec("kill", "-CONT", gutter_pid)

@@ -29,7 +29,8 @@
 --   primary held from before the failover, whenever the router re-admits the primary and
 --   however far the journal's replay lags behind. A fence lasts fence_s from the last write the
 --   primary could not take: a write that deleted the primary's copy does not extend it, so a
---   key returns to its primary soon after the primary does.
+--   key returns to its primary soon after the primary does. While the gutter fails, a fenced
+--   key is served by its primary.
 
 -- routelib ships allasync (fire-and-forget, null reply at once) without registering it.
 register_route_handlers({
@@ -194,33 +195,60 @@ function route_mcfleet_failover_start(a, ctx, fgen)
     -- One handle per use: a request may wait on each handle of its context once.
     local o = {
         primary = fgen:new_handle(a.child_primary),
+        primary_purge = fgen:new_handle(a.child_primary),
         gutter = fgen:new_handle(a.child_gutter),
         fence_look = fgen:new_handle(mcp.internal_handler),
         fence_add = fgen:new_handle(mcp.internal_handler),
+        fence_drop = fgen:new_handle(mcp.internal_handler),
         fence_s = a.fence_s,
     }
     fgen:ready({ a = o, n = ctx:label(), f = route_mcfleet_failover_f })
 end
 
 function route_mcfleet_failover_f(rctx, o)
-    local primary, gutter, fence_look, fence_add = o.primary, o.gutter, o.fence_look, o.fence_add
+    local primary, primary_purge, gutter = o.primary, o.primary_purge, o.gutter
+    local fence_look, fence_add, fence_drop = o.fence_look, o.fence_add, o.fence_drop
     local request = mcp.request
     local READS <const> = { [mcp.CMD_GET] = true, [mcp.CMD_GETS] = true, [mcp.CMD_MG] = true }
     local fence_flags = " 1 T" .. o.fence_s .. "\r\n"
+
+    local function fence(key)
+        rctx:enqueue_and_wait(request("ms " .. key .. fence_flags, "1\r\n"), fence_add)
+    end
+
+    -- A fenced key: its newest value is the gutter's. Should the gutter fail, the primary
+    -- answers: by then the journal's replay has deleted its older copy (a maintenance takes
+    -- the gutter out only after the shards' windows), so it can answer a miss, never stale.
+    local function fenced(r, key, read)
+        if read then
+            local res = rctx:enqueue_and_wait(r, gutter)
+            if res:ok() then
+                return res
+            end
+            return rctx:enqueue_and_wait(r, primary)
+        end
+        -- When the fence ends the primary must hold nothing older than the gutter: delete its
+        -- copy first. If it cannot be reached, the journal has the write to replay, and the
+        -- fence is renewed to cover that replay.
+        local purged = rctx:enqueue_and_wait(request("md " .. key .. "\r\n"), primary_purge)
+        if not purged:ok() then
+            fence(key)
+            return rctx:enqueue_and_wait(r, gutter)
+        end
+        local res = rctx:enqueue_and_wait(r, gutter)
+        if res:ok() then
+            return res
+        end
+        -- The gutter failed and the primary is back: the key returns to its primary.
+        rctx:enqueue_and_wait(request("md " .. key .. "\r\n"), fence_drop)
+        return rctx:enqueue_and_wait(r, primary)
+    end
+
     return function(r)
         local key = r:key()
         local read = READS[r:command()]
         if rctx:enqueue_and_wait(request("mg " .. key .. "\r\n"), fence_look):hit() then
-            if not read then
-                -- When the fence ends the primary must hold nothing older than the gutter: delete
-                -- its copy first. If it cannot be reached, the journal has the write to replay,
-                -- and the fence is renewed to cover that replay.
-                local purged = rctx:enqueue_and_wait(request("md " .. key .. "\r\n"), primary)
-                if not purged:ok() then
-                    rctx:enqueue_and_wait(request("ms " .. key .. fence_flags, "1\r\n"), fence_add)
-                end
-            end
-            return rctx:enqueue_and_wait(r, gutter)
+            return fenced(r, key, read)
         end
         local res = rctx:enqueue_and_wait(r, primary)
         if res:ok() then
@@ -228,7 +256,7 @@ function route_mcfleet_failover_f(rctx, o)
         end
         if not read then
             -- Fenced before the gutter acknowledges, so no read after the acknowledgement misses it.
-            rctx:enqueue_and_wait(request("ms " .. key .. fence_flags, "1\r\n"), fence_add)
+            fence(key)
         end
         return rctx:enqueue_and_wait(r, gutter)
     end

@@ -43,18 +43,18 @@ pools{
 -- /codfw/mw/: main pool, failing over to the gutter pool; set-like
 -- writes to the gutter expire after the gutter TTL (10 s). Every write or
 -- delete the gutter takes is journalled, for the failed shard's stale-safe return, and fences
--- its key on the gutter for 60 s (no read meets the shard's older copy after it returns).
+-- its key on the gutter for 30 s (no read meets the shard's older copy after it returns).
 local function local_failover()
     return route_mcfleet_operation{
         child_default = route_mcfleet_failover{
             child_primary = "codfw_main",
             child_gutter = route_mcfleet_journal{ path = "/var/lib/mcfleet-router/failover.journal", child = "codfw_gutter" },
-            fence_s = 60,
+            fence_s = 30,
         },
         child_set = route_mcfleet_failover{
             child_primary = "codfw_main",
             child_gutter = route_mcfleet_journal{ path = "/var/lib/mcfleet-router/failover.journal", child = route_ttl{ ttl = 10, child = "codfw_gutter" } },
-            fence_s = 60,
+            fence_s = 30,
         },
     }
 end

@@ -53,7 +53,7 @@ pools{
 -- /eqiad/mw/: main pool, failing over to the gutter pool; set-like
 -- writes to the gutter expire after the gutter TTL (10 s). Every write or
 -- delete the gutter takes is journalled, for the failed shard's stale-safe return, and fences
--- its key on the gutter for 60 s (no read meets the shard's older copy after it returns).
+-- its key on the gutter for 30 s (no read meets the shard's older copy after it returns).
 -- Shadow: a copy of one shard's share of this traffic (mc1002's; key fraction
 -- 0.0..0.333333) goes to lru-baseline, lru-candidate; their replies are discarded.
 local function local_failover()
@@ -62,12 +62,12 @@ local function local_failover()
             child_default = route_mcfleet_failover{
                 child_primary = "eqiad_main",
                 child_gutter = route_mcfleet_journal{ path = "/var/lib/mcfleet-router/failover.journal", child = "eqiad_gutter" },
-                fence_s = 60,
+                fence_s = 30,
             },
             child_set = route_mcfleet_failover{
                 child_primary = "eqiad_main",
                 child_gutter = route_mcfleet_journal{ path = "/var/lib/mcfleet-router/failover.journal", child = route_ttl{ ttl = 10, child = "eqiad_gutter" } },
-                fence_s = 60,
+                fence_s = 30,
             },
         },
         child_b = route_mcfleet_shadow{
