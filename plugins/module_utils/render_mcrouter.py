@@ -1,7 +1,9 @@
 """Render a router's mcrouter configuration (Wikimedia's shape) and flags from the topology model.
 
 For a router in datacentre L:
-  /L/mw/        FailoverWithExptimeRoute: main pool, then the gutter pool with the gutter TTL
+  /L/mw/        FailoverWithExptimeRoute: main pool, then the gutter pool with the gutter TTL;
+                with mcfleet_mcrouter_slow_warmup, the main PoolRoute's `slow_warmup` sends
+                part of a cold shard's gets to the gutter pool (mcrouter/routes/PoolRouteUtils.h)
   /L/mw-wan/    OperationSelectorRoute: set and delete through AllSyncRoute over that route
   /R/mw/        another datacentre R: its primary proxies, failing over to its secondary
                 proxies (both on the cross-datacentre TLS port); without proxies, R's main pool
@@ -64,7 +66,7 @@ def render_config(model, router_host):
             pools[names["gutter"]] = _pool(dc["gutter"], "plain")
             route = {
                 "type": "FailoverWithExptimeRoute",
-                "normal": _main_route(model, router_host, names["main"], pools),
+                "normal": _main_route(model, router_host, names, pools),
                 "failover": f"PoolRoute|{names['gutter']}",
                 "failover_exptime": model["gutter_ttl_s"],
                 "failover_errors": list(model["failover_errors"]),
@@ -141,11 +143,17 @@ def shadow_pool_name(datacentre, candidate):
     return f"{datacentre}-shadow-{candidate['host']}"
 
 
-def _main_route(model, router_host, main_pool, pools):
-    """The local main pool, with the model's shadow when this router sends it."""
+def _main_route(model, router_host, names, pools):
+    """The local main pool, with the model's shadow when this router sends it and the model's
+    slow warm-up (a cold shard's gets go partly to the gutter pool until its hit ratio is back)."""
+    main_pool = names["main"]
     shadow = model.get("shadow")
+    route = {"type": "PoolRoute", "pool": main_pool}
+    if model.get("slow_warmup"):
+        gutter = f"PoolRoute|{names['gutter']}"
+        route["slow_warmup"] = {"failoverTarget": gutter, "settings": model["slow_warmup"]}
     if not shadow or router_host not in shadow["routers"]:
-        return f"PoolRoute|{main_pool}"
+        return route if len(route) > 2 else f"PoolRoute|{main_pool}"
     shadows = []
     for candidate in shadow["candidates"]:
         name = shadow_pool_name(shadow["datacentre"], candidate)
@@ -157,7 +165,7 @@ def _main_route(model, router_host, main_pool, pools):
                 "key_fraction_range": list(shadow["key_fraction"]),
             }
         )
-    return {"type": "PoolRoute", "pool": main_pool, "shadows": shadows}
+    return {**route, "shadows": shadows}
 
 
 def _pool(entries, security):

@@ -95,6 +95,8 @@ DEFAULTS = {
     "mcfleet_controller_addresses": [],
     # A shadow of one main shard's traffic (playbooks/shadow_lru.yml sets one for a run).
     "mcfleet_shadow": None,
+    # mcrouter's slow warm-up of a cold main shard (its PoolRoute's slow_warmup): none by default.
+    "mcfleet_mcrouter_slow_warmup": None,
 }
 TKO_DEFAULTS = {
     "timeouts_until_tko": 10,
@@ -116,7 +118,12 @@ FLEET_SETTINGS = (
     "mcfleet_shadow",
     "mcfleet_tls_ca_file",
     "mcfleet_tls_tunnel_base_port",
+    "mcfleet_mcrouter_slow_warmup",
 )
+# mcrouter's SlowWarmUpRouteSettings (facebook/mcrouter mcrouter/routes/SlowWarmUpRouteSettings.cpp):
+# a main shard whose hit ratio is below enable_threshold gets start + step * hit ratio of its
+# gets, the rest go to the gutter, until its hit ratio passes disable_threshold.
+SLOW_WARMUP_FIELDS = ("enable_threshold", "disable_threshold", "start", "step", "min_requests")
 SHADOW_KEYS = ("shard", "candidates", "key_fraction", "routers")
 # A candidate is a spare server, not an inventory host; its name labels pools and reports.
 CANDIDATE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -165,6 +172,7 @@ def build_topology(groups, hostvars, shadow=None):
     gutter_ttl_s = _gutter_ttl(_number(settings["mcfleet_gutter_ttl_s"]), problems)
     failover_errors = _failover_errors(settings["mcfleet_failover_errors"], problems)
     controller_addresses = _controller_addresses(settings["mcfleet_controller_addresses"], problems)
+    slow_warmup = _slow_warmup(_plain(settings["mcfleet_mcrouter_slow_warmup"]), problems)
     cross_dc_tls = _boolean(settings["mcfleet_cross_dc_tls"])
     if not isinstance(cross_dc_tls, bool):
         problems.append(f"mcfleet_cross_dc_tls: {cross_dc_tls!r} is not a boolean")
@@ -256,6 +264,7 @@ def build_topology(groups, hostvars, shadow=None):
         "hosts": dict(sorted(model_hosts.items())),
         "controller_addresses": controller_addresses,
         "shadow": model_shadow,
+        "slow_warmup": slow_warmup,
     }
 
 
@@ -498,6 +507,58 @@ def _controller_addresses(addresses, problems):
         except ValueError:
             problems.append(f"mcfleet_controller_addresses: {address!r} is not an IP address or network")
     return sorted(set(valid))
+
+
+def _slow_warmup(spec, problems):
+    """mcrouter's slow warm-up settings, checked as mcrouter checks them, or None."""
+    if spec is None:
+        return None
+    field = "mcfleet_mcrouter_slow_warmup"
+    if not isinstance(spec, Mapping):
+        problems.append(f"{field}: {spec!r} is not a mapping")
+        return None
+    unknown = sorted(set(spec) - set(SLOW_WARMUP_FIELDS))
+    if unknown:
+        problems.append(f"{field}: {', '.join(map(str, unknown))} not one of {', '.join(SLOW_WARMUP_FIELDS)}")
+    settings = {}
+    for name, low, high, open_ends, required in (
+        ("enable_threshold", 0, 1, False, True),
+        ("disable_threshold", 0, 1, False, True),
+        ("start", 0, 1, True, False),
+        ("step", 0, 100, True, False),
+    ):
+        value = _decimal(spec.get(name))
+        if value is None and not required:
+            continue
+        in_range = isinstance(value, (int, float)) and not isinstance(value, bool)
+        in_range = in_range and (low < value < high if open_ends else low <= value <= high)
+        if not in_range:
+            bounds = f"({low}, {high})" if open_ends else f"[{low}, {high}]"
+            problems.append(f"{field}.{name}: {spec.get(name)!r} is not a number in {bounds}")
+            continue
+        settings[name] = value
+    if settings.get("enable_threshold", 0) >= settings.get("disable_threshold", 1):
+        problems.append(
+            f"{field}: enable_threshold {settings['enable_threshold']!r} is not below "
+            f"disable_threshold {settings['disable_threshold']!r}"
+        )
+    if spec.get("min_requests") is not None:
+        requests = _number(spec["min_requests"])
+        if not isinstance(requests, int) or isinstance(requests, bool) or requests < 1:
+            problems.append(f"{field}.min_requests: {spec['min_requests']!r} is not a whole number above 0")
+        else:
+            settings["min_requests"] = requests
+    return settings
+
+
+def _decimal(value):
+    """A number written as text ('0.7', from -e) is that number; anything else is kept."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def _failover_errors(errors, problems):
