@@ -14,7 +14,12 @@ from ansible_collections.mcfleet.fleet.plugins.module_utils.charts import (
     timeline_chart,
 )
 from ansible_collections.mcfleet.fleet.plugins.module_utils.maintenance_progress import STEPS
-from ansible_collections.mcfleet.fleet.plugins.module_utils.traffic import load_timeline, per_second
+from ansible_collections.mcfleet.fleet.plugins.module_utils.route_explain import explain, router_from_model
+from ansible_collections.mcfleet.fleet.plugins.module_utils.traffic import (
+    load_timeline,
+    per_second,
+    traffic_keys,
+)
 
 REPORT_FORMAT = 1
 # Wikimedia's rolling restart (operations-cookbooks, cookbooks/sre/memcached/roll-reboot-restart.py)
@@ -33,8 +38,52 @@ def _errors(requests, start, end):
     return len(window), sum(1 for r in window if r["r"] in ("error", "timeout"))
 
 
-def build_report(entries: list, timeline_path: str | None, status: str) -> dict:
-    """`entries`: the progress log (maintenance_progress); `status`: finished | stopped."""
+# The client's view of a shard's return: its gets of the keys that shard holds, over a window of
+# this many gets (at the lab's 100 requests/s, about 20 gets of each shard's keys a second).
+HIT_WINDOW_GETS = 20
+# "Back" is 90% of the hit ratio before, as "Scaling Memcache at Facebook" (NSDI'13) measures it.
+RECOVERED_FRACTION = 0.9
+
+
+def key_hosts(model: dict, router_host: str, plan: dict) -> dict:
+    """Which server each of the traffic's keys lives on, by its index, as `router_host` routes
+    a get with every server up (route_explain's exact hashing)."""
+    router = router_from_model(model, router_host)
+    return {
+        index: explain(router, "get", key)["destinations"][0]["host"]
+        for index, key in enumerate(traffic_keys(plan))
+    }
+
+
+def _ratio(gets):
+    return round(sum(1 for r in gets if r["r"] == "ok") / len(gets), 3) if gets else None
+
+
+def client_warmup(requests: list, keys_of_host: set, blocked_at: float, unblocked_at: float) -> dict:
+    """The hit ratio the client saw on one server's keys before its block and right after its
+    unblock (the first window of gets), and the seconds from the unblock until a window of gets
+    reached RECOVERED_FRACTION of the ratio before (None if it did not in the timeline)."""
+    gets = [r for r in requests if r.get("op") == "get" and r.get("k") in keys_of_host]
+    gets = [r for r in gets if r["r"] in ("ok", "miss")]
+    before = _ratio([r for r in gets if r["t"] < blocked_at])
+    after = [r for r in gets if r["t"] >= unblocked_at]
+    recovered_s = None
+    if before is not None:
+        for end in range(min(HIT_WINDOW_GETS, len(after)), len(after) + 1):
+            window = after[max(0, end - HIT_WINDOW_GETS) : end]
+            if window and _ratio(window) >= RECOVERED_FRACTION * before:
+                recovered_s = round(max(window[-1]["t"] - unblocked_at, 0.0), 3)
+                break
+    return {
+        "client_hit_ratio_before": before,
+        "client_hit_ratio_after_unblock": _ratio(after[:HIT_WINDOW_GETS]),
+        "client_recovered_s": recovered_s,
+    }
+
+
+def build_report(entries: list, timeline_path: str | None, status: str, keys: dict | None = None) -> dict:
+    """`entries`: the progress log (maintenance_progress); `status`: finished | stopped;
+    `keys`: the traffic's key index -> server (key_hosts), for the client's view of each return."""
     plan_entry = next((e for e in entries if e["step"] == "plan"), {})
     plan = plan_entry.get("data", {}).get("plan", {})
     run = plan_entry.get("data", {}).get("run", {})
@@ -87,6 +136,9 @@ def build_report(entries: list, timeline_path: str | None, status: str) -> dict:
                 host["requests_while_out"], host["client_errors_while_out"] = _errors(
                     requests, steps["block"], steps.get("routers", out_end)
                 )
+            if keys and "unblock" in steps and requests:
+                mine = {index for index, server in keys.items() if server == host["host"]}
+                host.update(client_warmup(requests, mine, steps["block"], steps["unblock"]))
         host["steps"] = {name: _iso(t) for name, t in steps.items()}
     total_requests = len(requests)
     total_errors = sum(1 for r in requests if r["r"] in ("error", "timeout"))
@@ -143,11 +195,11 @@ def render_markdown(report: dict, chart_stem: str) -> str:
         "| keys copied from the gutter | stale keys deleted |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+
+    def fmt(value):
+        return "-" if value is None else (f"{value:.3f}" if isinstance(value, float) else str(value))
+
     for h in report["hosts"]:
-
-        def fmt(value):
-            return "-" if value is None else (f"{value:.3f}" if isinstance(value, float) else str(value))
-
         lines.append(
             f"| {h['host']} | {h['status']} | {fmt(h.get('out_s'))} "
             f"| {fmt(h.get('client_errors_while_out'))} "
@@ -157,6 +209,23 @@ def render_markdown(report: dict, chart_stem: str) -> str:
             f"| {fmt(h.get('step_seconds', {}).get('act'))} | {fmt(h.get('overhead_s'))} "
             f"| {fmt(h.get('keys_copied'))} | {fmt(h.get('stale_keys_deleted'))} |"
         )
+    viewed = [h for h in report["hosts"] if "client_hit_ratio_before" in h]
+    if viewed:
+        lines += [
+            "",
+            f"The client's hit ratio on each server's keys, over windows of {HIT_WINDOW_GETS} gets:",
+            "",
+            f"| host | before its block | right after its unblock "
+            f"| back to {RECOVERED_FRACTION:.0%} of before (s after the unblock) |",
+            "|---|---|---|---|",
+        ]
+        for h in viewed:
+            recovered = h["client_recovered_s"]
+            lines.append(
+                f"| {h['host']} | {fmt(h['client_hit_ratio_before'])} "
+                f"| {fmt(h['client_hit_ratio_after_unblock'])} "
+                f"| {'not in the run' if recovered is None else fmt(recovered)} |"
+            )
     lines += ["", "Seconds per step:", "", "| host | " + " | ".join(STEPS[1:]) + " |"]
     lines.append("|---" * len(STEPS) + "|")
     for h in report["hosts"]:

@@ -206,6 +206,11 @@ def _value_number(value: bytes) -> int | None:
     return int(head) if head.isdigit() else None
 
 
+def traffic_keys(plan: dict) -> list[str]:
+    """The keys a run sends, by index (the timeline's "k")."""
+    return [f"{plan['route_prefix']}mcfleet-traffic-{plan['run_id']}-{i}" for i in range(plan["key_count"])]
+
+
 def run(plan: dict) -> dict:
     """Sends the traffic and writes the timeline; returns a summary. Always bounded."""
     targets = check_plan(plan)
@@ -214,8 +219,7 @@ def run(plan: dict) -> dict:
     read_protocol = READ_PROTOCOLS[plan["router"].get("engine") or "mcrouter"]
     router = MemcacheClient(*targets["router"], timeout_s=plan["timeout_s"], read_protocol=read_protocol)
     gutter = [MemcacheClient(*g, timeout_s=plan["timeout_s"]) for g in targets["gutter"]]
-    prefix = plan["route_prefix"]
-    keys = [f"{prefix}mcfleet-traffic-{plan['run_id']}-{i}" for i in range(plan["key_count"])]
+    keys = traffic_keys(plan)
     filler = "x" * plan["value_bytes"]
     counts = dict.fromkeys(OUTCOMES, 0)
     wrong_reads = {"stale": 0, "resurrected": 0}

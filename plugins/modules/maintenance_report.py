@@ -36,6 +36,15 @@ options:
     type: str
     choices: [finished, stopped]
     default: finished
+  model:
+    description:
+      - The topology model. With O(router_host), each traffic key is placed on its server, and the
+        report shows the client's hit ratio on each server's keys before its block, right after
+        its unblock, and the seconds until it was back to 90% of before.
+    type: dict
+  router_host:
+    description: The router the client traffic went through (the model's name for it).
+    type: str
 attributes:
   check_mode:
     support: full
@@ -77,8 +86,11 @@ from ansible_collections.mcfleet.fleet.plugins.module_utils.charts import fail_w
 from ansible_collections.mcfleet.fleet.plugins.module_utils.maintenance_progress import load
 from ansible_collections.mcfleet.fleet.plugins.module_utils.maintenance_report import (
     build_report,
+    key_hosts,
     render_files,
 )
+from ansible_collections.mcfleet.fleet.plugins.module_utils.route_explain import ExplainError
+from ansible_collections.mcfleet.fleet.plugins.module_utils.traffic import load_timeline
 
 
 def main():
@@ -88,6 +100,8 @@ def main():
             "timeline": {"type": "path"},
             "report_dir": {"type": "path", "required": True},
             "status": {"type": "str", "choices": ["finished", "stopped"], "default": "finished"},
+            "model": {"type": "dict"},
+            "router_host": {"type": "str"},
         },
         supports_check_mode=True,
     )
@@ -97,7 +111,14 @@ def main():
     if not entries:
         module.fail_json(msg=f"progress_log={params['progress_log']}: no progress recorded there")
     timeline = params["timeline"] if params["timeline"] and os.path.exists(params["timeline"]) else None
-    report = build_report(entries, timeline, params["status"])
+    keys = None
+    if timeline and params["model"] and params["router_host"]:
+        plan = (load_timeline(timeline)["start"] or {}).get("plan")
+        try:
+            keys = key_hosts(params["model"], params["router_host"], plan) if plan else None
+        except (ExplainError, KeyError) as error:
+            module.warn(f"router_host={params['router_host']}: the client's keys cannot be placed ({error})")
+    report = build_report(entries, timeline, params["status"], keys)
     stem = f"maintenance-{report['id'] or 'run'}"
     files = render_files(report, entries, timeline, stem)
     written = write_files(params["report_dir"], files, check_mode=module.check_mode)

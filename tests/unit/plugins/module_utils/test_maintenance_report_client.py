@@ -1,0 +1,69 @@
+"""The client's view of a shard's return in the maintenance report: its keys placed by the
+explainer's hashing, its hit ratio before the block, right after the unblock, and the time to
+90% of before."""
+
+from ansible_collections.mcfleet.fleet.plugins.module_utils.maintenance_report import (
+    HIT_WINDOW_GETS,
+    client_warmup,
+    key_hosts,
+    render_markdown,
+)
+from ansible_collections.mcfleet.fleet.plugins.module_utils.route_explain import explain, router_from_model
+from ansible_collections.mcfleet.fleet.plugins.module_utils.topology import build_topology
+from ansible_collections.mcfleet.fleet.plugins.module_utils.traffic import traffic_keys
+from ansible_collections.mcfleet.fleet.tests.unit.topology_fixtures import inventory_data
+
+
+def get(t, key, outcome):
+    return {"t": t, "op": "get", "k": key, "r": outcome}
+
+
+def test_each_traffic_key_is_placed_where_the_router_sends_it():
+    model = build_topology(*inventory_data("lab"))
+    plan = {"route_prefix": "/codfw/mw/", "run_id": "r1", "key_count": 60}
+    placed = key_hosts(model, "mw2001", plan)
+    assert set(placed) == set(range(60))
+    assert set(placed.values()) == {"mc2001", "mc2002", "mc2003"}
+    router = router_from_model(model, "mw2001")
+    key = traffic_keys(plan)[7]
+    assert placed[7] == explain(router, "get", key)["destinations"][0]["host"]
+
+
+def test_hit_ratio_before_right_after_and_the_time_back_to_ninety_percent():
+    mine = {0, 1}
+    before = [get(10 + i * 0.1, i % 2, "ok" if i % 5 else "miss") for i in range(50)]  # 0.8
+    others = [get(20 + i * 0.1, 5, "miss") for i in range(50)]  # another shard's key: ignored
+    sets = [{"t": 30.0, "op": "set", "k": 0, "r": "ok"}]
+    # Unblocked at t=100: half the first window misses, then every get hits.
+    after = [get(100 + i * 0.1, i % 2, "miss" if i < HIT_WINDOW_GETS // 2 else "ok") for i in range(60)]
+    view = client_warmup(before + others + sets + after, mine, blocked_at=50.0, unblocked_at=100.0)
+    assert view["client_hit_ratio_before"] == 0.8
+    assert view["client_hit_ratio_after_unblock"] == 0.5
+    # The first window of 20 gets with at least 0.72 hits (15) ends at the 25th get after the unblock.
+    assert view["client_recovered_s"] == 2.4
+
+
+def test_a_return_that_never_recovers_in_the_run_says_so():
+    before = [get(10 + i, 0, "ok") for i in range(30)]
+    after = [get(100 + i, 0, "miss") for i in range(30)]
+    view = client_warmup(before + after, {0}, blocked_at=50.0, unblocked_at=100.0)
+    assert (view["client_hit_ratio_before"], view["client_hit_ratio_after_unblock"]) == (1.0, 0.0)
+    assert view["client_recovered_s"] is None
+    report = {
+        "action": "restart",
+        "datacentre": "codfw",
+        "status": "finished",
+        "reason": "r",
+        "target_release": None,
+        "method": None,
+        "started_at": "x",
+        "wall_s": 1,
+        "batch_size": 1,
+        "requests": 60,
+        "client_errors": 0,
+        "maintained": 1,
+        "mean_overhead_s": 1.0,
+        "cookbook_sleep_s": 0,
+        "hosts": [{"host": "mc2001", "status": "done", **view}],
+    }
+    assert "| mc2001 | 1.000 | 0.000 | not in the run |" in render_markdown(report, "chart")
