@@ -59,6 +59,18 @@ def _ratio(gets):
     return round(sum(1 for r in gets if r["r"] == "ok") / len(gets), 3) if gets else None
 
 
+def hit_ratio_series(requests: list, keys_of_host: set, origin: float) -> tuple[list, list]:
+    """The client's hit ratio on one server's keys over the run, for the chart: at each of its gets,
+    the ratio over the last HIT_WINDOW_GETS of them (seconds since `origin`)."""
+    gets = [r for r in requests if r.get("op") == "get" and r.get("k") in keys_of_host]
+    gets = [r for r in gets if r["r"] in ("ok", "miss")]
+    xs, ys = [], []
+    for end in range(HIT_WINDOW_GETS, len(gets) + 1):
+        xs.append(round(gets[end - 1]["t"] - origin, 3))
+        ys.append(_ratio(gets[end - HIT_WINDOW_GETS : end]))
+    return xs, ys
+
+
 def client_warmup(requests: list, keys_of_host: set, blocked_at: float, unblocked_at: float) -> dict:
     """The hit ratio the client saw on one server's keys before its block and right after its
     unblock (the first window of gets), and the seconds from the unblock until a window of gets
@@ -237,11 +249,18 @@ def render_markdown(report: dict, chart_stem: str) -> str:
     return "\n".join(lines)
 
 
-def render_chart(report: dict, entries: list, timeline_path: str | None):
-    """Client errors/s over the run, and each host's time out of service (block to unblock) as a bar."""
+# One colour per maintained server in the hit-ratio panel (a datacentre has more shards than
+# colours only in production, where the Markdown table carries every figure).
+SERVER_COLOURS = ("#2471a3", "#d35400", "#1e8449", "#7d3c98", "#b7950b", "#17a589", "#c0392b", "#566573")
+
+
+def render_chart(report: dict, entries: list, timeline_path: str | None, keys: dict | None = None):
+    """Client errors/s over the run, each host's time out of service (block to unblock) as a bar,
+    and, with `keys` (key_hosts), the client's hit ratio on each maintained server's keys."""
     start = entries[0]["t"] if entries else 0
     end = entries[-1]["t"] if entries else 1
-    rows = per_second(load_timeline(timeline_path), origin=start) if timeline_path else []
+    timeline = load_timeline(timeline_path) if timeline_path else {"requests": [], "gutter": []}
+    rows = per_second(timeline, origin=start) if timeline_path else []
     rows = rows[: int(end - start) + 1]
     spans = []
     for host in report["hosts"]:
@@ -265,13 +284,28 @@ def render_chart(report: dict, entries: list, timeline_path: str | None):
         },
         {"title": "out of service (block to unblock)", "spans": spans},
     ]
+    if keys and timeline["requests"]:
+        ratio_lines = []
+        for index, host in enumerate(h for h in report["hosts"] if "client_hit_ratio_before" in h):
+            mine = {key for key, server in keys.items() if server == host["host"]}
+            xs, ys = hit_ratio_series(timeline["requests"], mine, start)
+            ratio_lines.append((host["host"], SERVER_COLOURS[index % len(SERVER_COLOURS)], xs, ys))
+        if ratio_lines:
+            panels.append(
+                {
+                    "title": f"client hit ratio on each server's keys (last {HIT_WINDOW_GETS} gets)",
+                    "lines": ratio_lines,
+                }
+            )
     title = f"Rolling {report['action']} of {report['datacentre']} ({report['status']})"
     return timeline_chart(title, panels, x_label="seconds since the run started")
 
 
-def render_files(report: dict, entries: list, timeline_path: str | None, stem: str) -> dict:
+def render_files(
+    report: dict, entries: list, timeline_path: str | None, stem: str, keys: dict | None = None
+) -> dict:
     return {
         f"{stem}.json": json.dumps(report, indent=2, sort_keys=True) + "\n",
         f"{stem}.md": render_markdown(report, stem),
-        **figure_files(render_chart(report, entries, timeline_path), stem),
+        **figure_files(render_chart(report, entries, timeline_path, keys), stem),
     }

@@ -120,7 +120,7 @@ def main():
             module.warn(f"router_host={params['router_host']}: the client's keys cannot be placed ({error})")
     report = build_report(entries, timeline, params["status"], keys)
     stem = f"maintenance-{report['id'] or 'run'}"
-    files = render_files(report, entries, timeline, stem)
+    files = render_files(report, entries, timeline, stem, keys)
     written = write_files(params["report_dir"], files, check_mode=module.check_mode)
     module.exit_json(changed=any(written.values()), report=report, paths=list(written))
 

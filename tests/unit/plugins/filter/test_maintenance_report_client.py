@@ -1,16 +1,22 @@
 """The client's view of a shard's return in the maintenance report: its keys placed by the
 explainer's hashing, its hit ratio before the block, right after the unblock, and the time to
-90% of before."""
+90% of before, in the Markdown and drawn over the run."""
+
+import json
 
 from ansible_collections.mcfleet.fleet.plugins.module_utils.maintenance_report import (
     HIT_WINDOW_GETS,
+    build_report,
     client_warmup,
+    hit_ratio_series,
     key_hosts,
+    render_files,
     render_markdown,
 )
 from ansible_collections.mcfleet.fleet.plugins.module_utils.route_explain import explain, router_from_model
 from ansible_collections.mcfleet.fleet.plugins.module_utils.topology import build_topology
 from ansible_collections.mcfleet.fleet.plugins.module_utils.traffic import traffic_keys
+from ansible_collections.mcfleet.fleet.tests.unit.chart_checks import check_chart
 from ansible_collections.mcfleet.fleet.tests.unit.topology_fixtures import inventory_data
 
 
@@ -67,3 +73,36 @@ def test_a_return_that_never_recovers_in_the_run_says_so():
         "hosts": [{"host": "mc2001", "status": "done", **view}],
     }
     assert "| mc2001 | 1.000 | 0.000 | not in the run |" in render_markdown(report, "chart")
+
+
+def test_the_chart_draws_each_returned_servers_hit_ratio_over_the_run(tmp_path):
+    # mc2001's keys (0, 1) hit before its block, miss while it is out, and hit again after;
+    # mc2002 (key 2) was never touched by the run's gets: no line for it.
+    gets = [get(100 + i * 0.1, i % 2, "ok") for i in range(40)]
+    gets += [get(110 + i * 0.1, i % 2, "miss") for i in range(HIT_WINDOW_GETS)]
+    gets += [get(120 + i * 0.1, i % 2, "ok") for i in range(40)]
+    xs, ys = hit_ratio_series(gets, {0, 1}, origin=100.0)
+    assert len(xs) == len(gets) - HIT_WINDOW_GETS + 1
+    assert (xs[0], ys[0]) == (1.9, 1.0)  # the first full window ends at the 20th get
+    assert min(ys) == 0.0 and ys[-1] == 1.0
+    assert hit_ratio_series(gets, {2}, origin=100.0) == ([], [])
+
+    timeline = tmp_path / "traffic.jsonl"
+    timeline.write_text("\n".join(json.dumps({"kind": "req", "ms": 1.0, **r}) for r in gets) + "\n")
+    plan = {"datacentre": "codfw", "action": "restart", "reason": "T1", "batch_size": 1}
+    steps = ["preflight", "block", "act", "unblock", "done"]
+    log = [
+        {"t": 100.0, "host": "codfw", "step": "plan", "data": {"plan": plan, "run": {"id": "x"}}},
+        *(
+            {"t": t, "host": "mc2001", "step": step}
+            for t, step in zip((101, 106, 107, 118, 119), steps, strict=True)
+        ),
+    ]
+    keys = {0: "mc2001", 1: "mc2001", 2: "mc2002"}
+    report = build_report(log, str(timeline), "finished", keys)
+    assert report["hosts"][0]["client_hit_ratio_before"] == 1.0
+    files = render_files(report, log, str(timeline), "maintenance-x", keys)
+    ids, texts = check_chart(files, "maintenance-x", files["maintenance-x.md"])
+    assert {"series-errors/s", "span-mc2001", "series-mc2001"} <= ids
+    assert "series-mc2002" not in ids
+    assert any("hit ratio on each server's keys" in text for text in texts)
