@@ -82,9 +82,9 @@ def test_the_chart_draws_each_returned_servers_hit_ratio_over_the_run(tmp_path):
     gets += [get(110 + i * 0.1, i % 2, "miss") for i in range(HIT_WINDOW_GETS)]
     gets += [get(120 + i * 0.1, i % 2, "ok") for i in range(40)]
     xs, ys = hit_ratio_series(gets, {0, 1}, origin=100.0)
-    assert len(xs) == len(gets) - HIT_WINDOW_GETS + 1
-    assert (xs[0], ys[0]) == (1.9, 1.0)  # the first full window ends at the 20th get
-    assert min(ys) == 0.0 and ys[-1] == 1.0
+    # Bins of 2 s: 100-104 s hits, 110-112 s misses, 120-124 s hits; no bin where no get ran.
+    assert xs == [1.0, 3.0, 11.0, 21.0, 23.0]
+    assert ys == [1.0, 1.0, 0.0, 1.0, 1.0]
     assert hit_ratio_series(gets, {2}, origin=100.0) == ([], [])
 
     timeline = tmp_path / "traffic.jsonl"
@@ -106,3 +106,8 @@ def test_the_chart_draws_each_returned_servers_hit_ratio_over_the_run(tmp_path):
     assert {"series-errors/s", "span-mc2001", "series-mc2001"} <= ids
     assert "series-mc2002" not in ids
     assert any("hit ratio on each server's keys" in text for text in texts)
+    # A gutter server has no keys of its own: no line, even with a row in the report.
+    gutter_view = client_warmup(gets, set(), blocked_at=130.0, unblocked_at=140.0)
+    report["hosts"].append({"host": "mc-gp2001", "status": "done", **gutter_view})
+    ids, _texts = check_chart(render_files(report, log, str(timeline), "m", keys), "m", "](m.png) ](m.svg)")
+    assert "series-mc-gp2001" not in ids
