@@ -43,6 +43,8 @@ def _errors(requests, start, end):
 HIT_WINDOW_GETS = 20
 # "Back" is 90% of the hit ratio before, as "Scaling Memcache at Facebook" (NSDI'13) measures it.
 RECOVERED_FRACTION = 0.9
+# A warm return's goal: the hit ratio back within this much of its value before (5 points).
+CLOSE_POINTS = 0.05
 
 
 def key_hosts(model: dict, router_host: str, plan: dict) -> dict:
@@ -75,25 +77,33 @@ def hit_ratio_series(requests: list, keys_of_host: set, origin: float) -> tuple[
     return [round((b + 0.5) * CHART_BIN_S, 3) for b in bins], [_ratio(hits[b]) for b in bins]
 
 
+def _first_window_at(after: list, threshold: float, unblocked_at: float):
+    """Seconds from the unblock to the end of the first window of gets reaching `threshold`."""
+    for end in range(min(HIT_WINDOW_GETS, len(after)), len(after) + 1):
+        window = after[max(0, end - HIT_WINDOW_GETS) : end]
+        if window and _ratio(window) >= threshold:
+            return round(max(window[-1]["t"] - unblocked_at, 0.0), 3)
+    return None
+
+
 def client_warmup(requests: list, keys_of_host: set, blocked_at: float, unblocked_at: float) -> dict:
     """The hit ratio the client saw on one server's keys before its block and right after its
     unblock (the first window of gets), and the seconds from the unblock until a window of gets
-    reached RECOVERED_FRACTION of the ratio before (None if it did not in the timeline)."""
+    reached RECOVERED_FRACTION of the ratio before, and until one came within
+    CLOSE_POINTS of it (None if it did not in the timeline)."""
     gets = [r for r in requests if r.get("op") == "get" and r.get("k") in keys_of_host]
     gets = [r for r in gets if r["r"] in ("ok", "miss")]
     before = _ratio([r for r in gets if r["t"] < blocked_at])
     after = [r for r in gets if r["t"] >= unblocked_at]
-    recovered_s = None
+    recovered_s = close_s = None
     if before is not None:
-        for end in range(min(HIT_WINDOW_GETS, len(after)), len(after) + 1):
-            window = after[max(0, end - HIT_WINDOW_GETS) : end]
-            if window and _ratio(window) >= RECOVERED_FRACTION * before:
-                recovered_s = round(max(window[-1]["t"] - unblocked_at, 0.0), 3)
-                break
+        recovered_s = _first_window_at(after, RECOVERED_FRACTION * before, unblocked_at)
+        close_s = _first_window_at(after, before - CLOSE_POINTS, unblocked_at)
     return {
         "client_hit_ratio_before": before,
         "client_hit_ratio_after_unblock": _ratio(after[:HIT_WINDOW_GETS]),
         "client_recovered_s": recovered_s,
+        "client_within_points_s": close_s,
     }
 
 
@@ -232,15 +242,19 @@ def render_markdown(report: dict, chart_stem: str) -> str:
             f"The client's hit ratio on each server's keys, over windows of {HIT_WINDOW_GETS} gets:",
             "",
             f"| host | before its block | right after its unblock "
-            f"| back to {RECOVERED_FRACTION:.0%} of before (s after the unblock) |",
-            "|---|---|---|---|",
+            f"| back to {RECOVERED_FRACTION:.0%} of before (s after the unblock) "
+            f"| back within {CLOSE_POINTS * 100:g} points of before (s) |",
+            "|---|---|---|---|---|",
         ]
+
+        def seconds(value):
+            return "not in the run" if value is None else fmt(value)
+
         for h in viewed:
-            recovered = h["client_recovered_s"]
             lines.append(
                 f"| {h['host']} | {fmt(h['client_hit_ratio_before'])} "
                 f"| {fmt(h['client_hit_ratio_after_unblock'])} "
-                f"| {'not in the run' if recovered is None else fmt(recovered)} |"
+                f"| {seconds(h['client_recovered_s'])} | {seconds(h.get('client_within_points_s'))} |"
             )
     lines += ["", "Seconds per step:", "", "| host | " + " | ".join(STEPS[1:]) + " |"]
     lines.append("|---" * len(STEPS) + "|")

@@ -47,6 +47,16 @@ def test_hit_ratio_before_right_after_and_the_time_back_to_ninety_percent():
     assert view["client_hit_ratio_after_unblock"] == 0.5
     # The first window of 20 gets with at least 0.72 hits (15) ends at the 25th get after the unblock.
     assert view["client_recovered_s"] == 2.4
+    # 5 points below 0.8 is 15 of 20 hits too.
+    assert view["client_within_points_s"] == 2.4
+
+
+def test_within_five_points_is_stricter_than_ninety_percent_of_a_high_ratio():
+    before = [get(10 + i * 0.1, 0, "ok") for i in range(40)]  # 1.0
+    after = [get(100 + i * 0.1, 0, "miss" if i < 10 else "ok") for i in range(60)]
+    view = client_warmup(before + after, {0}, blocked_at=50.0, unblocked_at=100.0)
+    # 90% of 1.0 is 18 hits of 20: the window ending at the 28th get; 5 points is 19: the 29th.
+    assert (view["client_recovered_s"], view["client_within_points_s"]) == (2.7, 2.8)
 
 
 def test_a_return_that_never_recovers_in_the_run_says_so():
@@ -54,7 +64,7 @@ def test_a_return_that_never_recovers_in_the_run_says_so():
     after = [get(100 + i, 0, "miss") for i in range(30)]
     view = client_warmup(before + after, {0}, blocked_at=50.0, unblocked_at=100.0)
     assert (view["client_hit_ratio_before"], view["client_hit_ratio_after_unblock"]) == (1.0, 0.0)
-    assert view["client_recovered_s"] is None
+    assert view["client_recovered_s"] is None and view["client_within_points_s"] is None
     report = {
         "action": "restart",
         "datacentre": "codfw",
@@ -72,7 +82,7 @@ def test_a_return_that_never_recovers_in_the_run_says_so():
         "cookbook_sleep_s": 0,
         "hosts": [{"host": "mc2001", "status": "done", **view}],
     }
-    assert "| mc2001 | 1.000 | 0.000 | not in the run |" in render_markdown(report, "chart")
+    assert "| mc2001 | 1.000 | 0.000 | not in the run | not in the run |" in render_markdown(report, "chart")
 
 
 def test_the_chart_draws_each_returned_servers_hit_ratio_over_the_run(tmp_path):
