@@ -7,18 +7,26 @@ shard codfw's own routing picks). Prints one JSON document; verify.yml asserts o
 
     proxy_probe.py replicate --router H:P --local H:P,... --remote H:P,... --reader H:P --count N
     proxy_probe.py mixed     --router H:P --remote H:P,... --duration S --wan-every K
-    proxy_probe.py tls       --proxy ADDRESS --plain-port P --tls-port P --ca PATH --count N
+    proxy_probe.py tls       --proxy ADDRESS --plain-port P --tls-port P --ca PATH --cert PATH
+                             --key PATH --count N
 """
 
 import argparse
+import datetime
 import json
 import os
 import socket
 import ssl
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 # The collection's own client and replication check, from this checkout.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / ".collections"))
@@ -133,11 +141,66 @@ def _round_trips(sock, count):
     return timings
 
 
+def _foreign_client_certificate(folder):
+    """A client certificate (clientAuth) from a CA made here, not the fleet's: (cert, key) paths."""
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key, client_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "not the fleet's CA")])
+    client_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mw1001")])
+
+    def signed(builder):
+        return (
+            builder.not_valid_before(now)
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .sign(ca_key, hashes.SHA256())
+        )
+
+    client = signed(
+        x509.CertificateBuilder()
+        .subject_name(client_name)
+        .issuer_name(ca_name)
+        .public_key(client_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+    )
+    cert, key = Path(folder, "cert.pem"), Path(folder, "key.pem")
+    cert.write_bytes(client.public_bytes(serialization.Encoding.PEM))
+    key.write_bytes(
+        client_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return str(cert), str(key)
+
+
+def _answers(context, args):
+    """Whether the TLS port answers `version` for a client with this context. The proxy checks
+    the client's certificate after the client's side of the handshake (TLS 1.3), so a refusal
+    shows on the first read, as an alert, a reset or a closed connection."""
+    raw = socket.create_connection((args.proxy, args.tls_port), timeout=TIMEOUT_S)
+    try:
+        with context.wrap_socket(raw, server_hostname=args.proxy) as sock:
+            sock.sendall(b"version\r\n")
+            return sock.recv(4096).startswith(b"VERSION")
+    except (ssl.SSLError, ConnectionError, TimeoutError, OSError):
+        return False
+    finally:
+        raw.close()
+
+
 def tls(args):
-    """The proxy's TLS listener: verified against the CA and its address, plaintext refused,
-    and what TLS adds per request and per new connection compared with its plain port."""
+    """The proxy's TLS listener: verified against the CA and its address, a client certificate
+    of the fleet's CA required (none, or another CA's, is refused), plaintext refused, and what
+    TLS adds per request and per new connection compared with its plain port."""
+    anonymous = ssl.create_default_context(cafile=args.ca)
     context = ssl.create_default_context(cafile=args.ca)
-    result = {}
+    context.load_cert_chain(args.cert, args.key)
+    result = {"answers_without_certificate": _answers(anonymous, args)}
+    with tempfile.TemporaryDirectory() as folder:
+        foreign = ssl.create_default_context(cafile=args.ca)
+        foreign.load_cert_chain(*_foreign_client_certificate(folder))
+        result["answers_another_cas_certificate"] = _answers(foreign, args)
+    result["answers_the_fleets_certificate"] = _answers(context, args)
     # Check that the certificate names the proxy's address (Python matches IP subjectAltNames).
     start = time.monotonic()
     raw = socket.create_connection((args.proxy, args.tls_port), timeout=TIMEOUT_S)
@@ -192,6 +255,8 @@ def main():
     tl.add_argument("--plain-port", type=int, required=True)
     tl.add_argument("--tls-port", type=int, required=True)
     tl.add_argument("--ca", required=True)
+    tl.add_argument("--cert", required=True, help="a client certificate of the fleet's CA (a router's)")
+    tl.add_argument("--key", required=True)
     tl.add_argument("--count", type=int, default=500)
     args = parser.parse_args()
     result = {"replicate": replicate, "mixed": mixed, "tls": tls}[args.command](args)

@@ -130,7 +130,9 @@ def command_line_flags(model, router_host, config_path=CONFIG_PATH, tls_paths=No
         return flags
     tls_paths = tls_paths or model["tls"]["paths"]
     if router["cross_dc_port"] is not None:
-        flags.append(f"--ssl-port={router['cross_dc_port']}")
+        # A proxy requires the other side's certificate too (mcrouter_standalone_options.h,
+        # ssl_require_peer_certs): a client without one from the CA is refused.
+        flags += [f"--ssl-port={router['cross_dc_port']}", "--ssl-require-peer-certs"]
     flags += [
         f"--pem-cert-path={tls_paths['cert']}",
         f"--pem-key-path={tls_paths['key']}",

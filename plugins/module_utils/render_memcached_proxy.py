@@ -93,10 +93,13 @@ def command_line_options(model, router_host, config_path=CONFIG_PATH, library_pa
     options = ["-l", ",".join(listeners)]
     if serves_tls:
         paths = model["tls"]["paths"]
+        # Mutual TLS: ssl_verify_mode=2 ("Require", memcached -h) refuses a client without a
+        # certificate of ssl_ca_cert's CA; the routers' tunnels present theirs.
         options += [
             "-Z",
             "-o",
-            f"ssl_chain_cert={paths['cert']},ssl_key={paths['key']},ssl_ca_cert={paths['ca']}",
+            f"ssl_chain_cert={paths['cert']},ssl_key={paths['key']},ssl_ca_cert={paths['ca']},"
+            "ssl_verify_mode=2",
         ]
     return [*options, "-o", f"proxy_config=routelib:{library_path},proxy_arg={config_path}"]
 

@@ -110,9 +110,14 @@ def test_mcrouter_units_carry_the_models_flags(rendered, inventory):
         }
         assert expected <= set(flags), f"{host}: missing {sorted(expected - set(flags))}"
         assert len(flags) == len(set(flags)), f"{host}: repeated flags {flags}"
-        tls = sorted(flag for flag in flags if flag.startswith(("--ssl-port=", "--pem-")))
-        # Every router dials the other datacentre's proxies with TLS; only proxies listen with it.
-        listener = [] if router["cross_dc_port"] is None else [f"--ssl-port={router['cross_dc_port']}"]
+        tls = sorted(flag for flag in flags if flag.startswith(("--ssl-", "--pem-")))
+        # Every router dials the other datacentre's proxies with TLS; only proxies listen with it,
+        # and they require the client's certificate.
+        listener = (
+            []
+            if router["cross_dc_port"] is None
+            else [f"--ssl-port={router['cross_dc_port']}", "--ssl-require-peer-certs"]
+        )
         assert tls == [
             "--pem-ca-path=/etc/mcfleet/tls/ca.pem",
             "--pem-cert-path=/etc/mcfleet/tls/cert.pem",
@@ -143,6 +148,7 @@ def test_lab_units_run_memcacheds_proxy_on_the_models_listeners(rendered):
             expected = [f"notls:{expected[0]}", f"{router['address']}:{router['cross_dc_port']}"]
             assert "-Z" in command, f"{host}: proxy without its TLS listener"
             assert "ssl_key=/etc/mcfleet/tls/key.pem" in command[command.index("-Z") + 2]
+            assert "ssl_verify_mode=2" in command[command.index("-Z") + 2], f"{host}: accepts any client"
         else:
             assert "-Z" not in command, f"{host}: an app server's router does not listen with TLS"
         assert listeners == expected, f"{host}: listeners {listeners}"

@@ -175,6 +175,9 @@ def test_mcrouter_flags_come_from_the_model():
     proxy_flags = render_mcrouter.command_line_flags(model, "mwproxy2001", tls_paths=tls)
     assert "--ssl-port=11214" in proxy_flags
     assert "--pem-ca-path=/etc/ssl/ca.pem" in proxy_flags
+    # Mutual TLS: a proxy refuses a client without a certificate; an app server listens with none.
+    assert "--ssl-require-peer-certs" in proxy_flags
+    assert "--ssl-require-peer-certs" not in flags
     plain = build_topology(*small_fleet(mcfleet_cross_dc_tls=False))
     assert not any(
         flag.startswith(("--ssl", "--pem"))
@@ -195,13 +198,15 @@ def test_memcached_proxy_settings_come_from_the_tko_settings():
     assert "backend_retry_waittime = 4," in text
     assert 'route_ttl{ ttl = 7, child = "eqiad_gutter" }' in text
     options = render_memcached_proxy.command_line_options(model, "mwproxy1001", "/c.lua", "/l.lua")
-    # Cross-datacentre TLS is on: memcached's own TLS listener on the cross-datacentre port only.
+    # Cross-datacentre TLS is on: memcached's own TLS listener on the cross-datacentre port only,
+    # requiring a client certificate of the CA (mutual TLS).
     assert options == [
         "-l",
         "notls:10.0.1.30:11213,10.0.1.30:11214",
         "-Z",
         "-o",
-        "ssl_chain_cert=/etc/mcfleet/tls/cert.pem,ssl_key=/etc/mcfleet/tls/key.pem,ssl_ca_cert=/etc/mcfleet/tls/ca.pem",
+        "ssl_chain_cert=/etc/mcfleet/tls/cert.pem,ssl_key=/etc/mcfleet/tls/key.pem,ssl_ca_cert=/etc/mcfleet/tls/ca.pem,"
+        "ssl_verify_mode=2",
         "-o",
         "proxy_config=routelib:/l.lua,proxy_arg=/c.lua",
     ]
