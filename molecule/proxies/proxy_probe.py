@@ -148,20 +148,16 @@ def _foreign_client_certificate(folder):
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "not the fleet's CA")])
     client_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mw1001")])
 
-    def signed(builder):
-        return (
-            builder.not_valid_before(now)
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .sign(ca_key, hashes.SHA256())
-        )
-
-    client = signed(
+    client = (
         x509.CertificateBuilder()
         .subject_name(client_name)
         .issuer_name(ca_name)
         .public_key(client_key.public_key())
         .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
     )
     cert, key = Path(folder, "cert.pem"), Path(folder, "key.pem")
     cert.write_bytes(client.public_bytes(serialization.Encoding.PEM))

@@ -61,6 +61,15 @@ def _ratio(gets):
     return round(sum(1 for r in gets if r["r"] == "ok") / len(gets), 3) if gets else None
 
 
+def _answered_gets(requests: list, keys_of_host: set) -> list:
+    """The client's gets of one server's keys that got an answer (a hit or a miss)."""
+    return [
+        r
+        for r in requests
+        if r.get("op") == "get" and r.get("k") in keys_of_host and r["r"] in ("ok", "miss")
+    ]
+
+
 # The chart's hit ratio is per bin of this many seconds: about 40 gets of one shard's keys at the
 # lab's rate, few enough to show a return's dip, enough that one miss is not a cliff.
 CHART_BIN_S = 2.0
@@ -70,9 +79,8 @@ def hit_ratio_series(requests: list, keys_of_host: set, origin: float) -> tuple[
     """The client's hit ratio on one server's keys over the run, for the chart: per CHART_BIN_S
     bin (its middle, seconds since `origin`); bins without a get are left out."""
     hits: dict[int, list] = {}
-    for r in requests:
-        if r.get("op") == "get" and r.get("k") in keys_of_host and r["r"] in ("ok", "miss"):
-            hits.setdefault(int((r["t"] - origin) // CHART_BIN_S), []).append(r)
+    for r in _answered_gets(requests, keys_of_host):
+        hits.setdefault(int((r["t"] - origin) // CHART_BIN_S), []).append(r)
     bins = sorted(hits)
     return [round((b + 0.5) * CHART_BIN_S, 3) for b in bins], [_ratio(hits[b]) for b in bins]
 
@@ -91,8 +99,7 @@ def client_warmup(requests: list, keys_of_host: set, blocked_at: float, unblocke
     unblock (the first window of gets), and the seconds from the unblock until a window of gets
     reached RECOVERED_FRACTION of the ratio before, and until one came within
     CLOSE_POINTS of it (None if it did not in the timeline)."""
-    gets = [r for r in requests if r.get("op") == "get" and r.get("k") in keys_of_host]
-    gets = [r for r in gets if r["r"] in ("ok", "miss")]
+    gets = _answered_gets(requests, keys_of_host)
     before = _ratio([r for r in gets if r["t"] < blocked_at])
     after = [r for r in gets if r["t"] >= unblocked_at]
     recovered_s = close_s = None
@@ -254,7 +261,7 @@ def render_markdown(report: dict, chart_stem: str) -> str:
             lines.append(
                 f"| {h['host']} | {fmt(h['client_hit_ratio_before'])} "
                 f"| {fmt(h['client_hit_ratio_after_unblock'])} "
-                f"| {seconds(h['client_recovered_s'])} | {seconds(h.get('client_within_points_s'))} |"
+                f"| {seconds(h['client_recovered_s'])} | {seconds(h['client_within_points_s'])} |"
             )
     lines += ["", "Seconds per step:", "", "| host | " + " | ".join(STEPS[1:]) + " |"]
     lines.append("|---" * len(STEPS) + "|")
