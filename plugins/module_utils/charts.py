@@ -21,18 +21,27 @@ import traceback
 from ansible.module_utils.basic import missing_required_lib
 from ansible_collections.mcfleet.fleet.plugins.module_utils.safe_files import replace_file
 
-try:
-    import matplotlib
+# matplotlib is imported on first use, not here: importing it takes about a second, and the
+# filter plugin imports this file (through lru_compare) in every Ansible worker that runs a
+# task using one of the collection's filters, for every host.
+_MATPLOTLIB = {}
 
-    matplotlib.use("Agg")
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
 
-    HAS_MATPLOTLIB = True
-    MATPLOTLIB_IMPORT_ERROR = None
-except ImportError:  # the modules report it with missing_required_lib
-    HAS_MATPLOTLIB = False
-    MATPLOTLIB_IMPORT_ERROR = traceback.format_exc()
+def _matplotlib():
+    """{"matplotlib", "Figure", "FigureCanvasAgg"}, or {"error": traceback} when it cannot be imported."""
+    if not _MATPLOTLIB:
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            from matplotlib.backends.backend_agg import FigureCanvasAgg
+            from matplotlib.figure import Figure
+
+            _MATPLOTLIB.update(matplotlib=matplotlib, Figure=Figure, FigureCanvasAgg=FigureCanvasAgg)
+        except ImportError:  # the modules report it with missing_required_lib
+            _MATPLOTLIB["error"] = traceback.format_exc()
+    return _MATPLOTLIB
+
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _SAVE_RC = {"svg.hashsalt": "mcfleet", "svg.fonttype": "none", "font.size": 9}
@@ -42,19 +51,22 @@ _WIDTH_IN = 10.0
 
 def fail_without_matplotlib(module) -> None:
     """Ends an Ansible module with the standard missing-library message when matplotlib is absent."""
-    if not HAS_MATPLOTLIB:
-        module.fail_json(msg=missing_required_lib("matplotlib"), exception=MATPLOTLIB_IMPORT_ERROR)
+    error = _matplotlib().get("error")
+    if error:
+        module.fail_json(msg=missing_required_lib("matplotlib"), exception=error)
 
 
-def _require() -> None:
-    if not HAS_MATPLOTLIB:
-        raise ImportError("matplotlib is required to draw report charts:\n" + MATPLOTLIB_IMPORT_ERROR)
+def _require():
+    loaded = _matplotlib()
+    if "error" in loaded:
+        raise ImportError("matplotlib is required to draw report charts:\n" + loaded["error"])
+    return loaded
 
 
 def _new_figure(title: str, panel_count: int, share_x: bool):
-    _require()
-    figure = Figure(figsize=(_WIDTH_IN, 0.8 + _PANEL_HEIGHT_IN * panel_count))
-    FigureCanvasAgg(figure)
+    loaded = _require()
+    figure = loaded["Figure"](figsize=(_WIDTH_IN, 0.8 + _PANEL_HEIGHT_IN * panel_count))
+    loaded["FigureCanvasAgg"](figure)
     axes = figure.subplots(panel_count, 1, squeeze=False, sharex=share_x)[:, 0]
     figure.suptitle(title, fontweight="bold")
     return figure, list(axes)
@@ -133,7 +145,7 @@ def grouped_bar_chart(title: str, panels: list[dict]):
 def figure_files(figure, stem: str) -> dict[str, bytes | str]:
     """{stem.png: bytes, stem.svg: text} of one figure, the same bytes for the same figure."""
     out: dict[str, bytes | str] = {}
-    with matplotlib.rc_context(_SAVE_RC):
+    with _require()["matplotlib"].rc_context(_SAVE_RC):
         png = io.BytesIO()
         figure.savefig(png, format="png", dpi=100, metadata={"Software": None})
         svg = io.StringIO()
