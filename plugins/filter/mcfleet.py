@@ -7,6 +7,8 @@ The model itself is built once per run by the mcfleet.fleet.topology action (pla
 "{{ mcfleet | mcfleet.fleet.proxy_options(inventory_hostname, config_path, library_path) }}"
 "{{ mcfleet | mcfleet.fleet.tls_tunnels(inventory_hostname) }}"   a memcached-proxy host's TLS tunnels
 "{{ mcfleet | mcfleet.fleet.memcached_clients(inventory_hostname) }}"    CIDRs that may reach a shard
+"{{ mcfleet | mcfleet.fleet.proxy_clients(inventory_hostname) }}"   CIDRs that may reach a proxy, and
+    the remote datacentres whose routers the inventory does not name
 "{{ mcfleet | mcfleet.fleet.drill_plan(groups['all'], shard=..., mode=...) }}"   drill targets or refusals
 "{{ mcfleet | mcfleet.fleet.proxy_drill_plan(groups['all'], target=..., datacentre=...) }}"   proxies to block
 "{{ mcfleet | mcfleet.fleet.drill_plan_lines(targets) }}"   one line per shard to drill (--check plan)
@@ -61,6 +63,7 @@ from ansible_collections.mcfleet.fleet.plugins.module_utils import traffic as tr
 from ansible_collections.mcfleet.fleet.plugins.module_utils.netfilter import NetfilterError, parse_network
 from ansible_collections.mcfleet.fleet.plugins.module_utils.topology import (
     memcached_clients,
+    proxy_clients,
 )
 
 CONFIG_NAMES = {
@@ -82,6 +85,12 @@ def _router(model, host):
         return model["routers"][host]
     except KeyError:
         raise AnsibleFilterError(f"{host} is not a router or proxy in the topology model") from None
+
+
+def _proxy_clients(model, host):
+    if _router(model, host)["cross_dc_port"] is None:
+        raise AnsibleFilterError(f"{host} is a router, not a proxy: it takes no cross-datacentre clients")
+    return proxy_clients(model, host)
 
 
 def router_config(model, host):
@@ -254,6 +263,7 @@ class FilterModule:
             "proxy_drill_plan": proxy_drill_plan,
             "drill_plan_lines": drill_plan_lines,
             "memcached_clients": memcached_clients,
+            "proxy_clients": _proxy_clients,
             "maintenance_plan": maintenance_plan,
             "gutter_room": gutter_room,
             "maintenance_live_problems": maintenance_live_problems,

@@ -10,6 +10,8 @@ what the client firewall wants in each family:
   drill/maintenance jump (the ordering contract, netfilter/ordering.py).
 """
 
+import re
+
 from ansible_collections.mcfleet.fleet.plugins.module_utils.netfilter import (
     FAMILIES,
     NetfilterError,
@@ -84,8 +86,24 @@ def client_rules(chain, client_networks, allow_loopback=True, reject_with="tcp-r
     return rules
 
 
+# What a comment may hold: iptables-save writes it back quoted, and a quote, backslash or
+# newline in it would not read back as the rule that was written (the module would plan the
+# same change on every run).
+COMMENT_PATTERN = re.compile(r"^[A-Za-z0-9 ,.:;()_/+=@-]{1,256}$")
+
+
+def validate_comment(comment):
+    if not isinstance(comment, str) or not COMMENT_PATTERN.match(comment):
+        raise FirewallSpecError(
+            f"comment={comment!r}: at most 256 letters, digits, spaces and , . : ; ( ) _ / + = @ - "
+            "(no quotes or backslashes: iptables would not list it back as written)"
+        )
+    return comment
+
+
 def jump_rule(chain, ports, comment=DEFAULT_COMMENT):
     """The one INPUT rule that sends memcached traffic (and only it) into the chain."""
+    comment = validate_comment(comment)
     port_list = ",".join(str(port) for port in validate_ports(ports))
     return f'-A INPUT -p tcp -m multiport --dports {port_list} -m comment --comment "{comment}" -j {chain}'
 

@@ -9,7 +9,9 @@ ports or timeouts.
 Shape:
     datacentres.<dc>: name, local, route_prefix, broadcast_prefix,
                       main, gutter, routers, proxies_primary, proxies_secondary
-                      (lists of {host, address, port}, sorted by host)
+                      (lists of {host, address, port}, sorted by host),
+                      router_networks (a remote datacentre's app-server networks, CIDRs, or None
+                      when the inventory does not say: the proxies' firewall needs them)
     (proxy entries also carry tunnel_port: see `tls` below)
     ports, gutter_ttl_s, failover_errors, tko, cross_dc_tls, broadcast_prefix
     tls:             ca_file (controller path of the operator's CA certificate, or None),
@@ -292,6 +294,38 @@ def memcached_clients(model, host):
     ]
 
 
+def proxy_clients(model, host):
+    """Who must reach the proxy `host` on its ports: {networks, unknown_datacentres}.
+
+    networks: every other datacentre's routers and proxies (the cross-datacentre traffic a
+    proxy exists for) and the controller, as CIDRs, sorted, IPv4 first. A datacentre outside
+    this inventory contributes its proxies and its `router_networks`; one that does not give
+    them is named in unknown_datacentres, since a firewall built without them would refuse
+    its app servers.
+    """
+    datacentre = model["routers"][host]["datacentre"]
+    addresses = set(model.get("controller_addresses") or [])
+    unknown = []
+    for name, dc in sorted(model["datacentres"].items()):
+        if name == datacentre:
+            continue
+        for pool in ("routers", "proxies_primary", "proxies_secondary"):
+            addresses.update(entry["address"] for entry in dc[pool])
+        if not dc["local"]:
+            if dc.get("router_networks") is None:
+                unknown.append(name)
+            else:
+                addresses.update(dc["router_networks"])
+    networks = {ipaddress.ip_network(address, strict=False) for address in addresses}
+    return {
+        "networks": [
+            str(network)
+            for network in sorted(networks, key=lambda n: (n.version, n.network_address, n.prefixlen))
+        ],
+        "unknown_datacentres": unknown,
+    }
+
+
 def route_prefix(datacentre):
     return f"/{datacentre}/{ROUTE_CLUSTER}/"
 
@@ -311,6 +345,7 @@ def _new_datacentre(name, local):
         "routers": [],
         "proxies_primary": [],
         "proxies_secondary": [],
+        "router_networks": None,
     }
 
 
@@ -495,17 +530,22 @@ def _gutter_ttl(ttl, problems):
 
 
 def _controller_addresses(addresses, problems):
+    return _networks(addresses, "mcfleet_controller_addresses", problems)
+
+
+def _networks(addresses, field, problems):
+    """`addresses` (a list, or one address) as sorted unique CIDRs; each bad item is a problem."""
     if isinstance(addresses, str):
         addresses = [addresses]
     if not isinstance(addresses, list):
-        problems.append(f"mcfleet_controller_addresses: {addresses!r} is not a list of addresses")
+        problems.append(f"{field}: {addresses!r} is not a list of addresses")
         return []
     valid = []
     for address in addresses:
         try:
             valid.append(str(ipaddress.ip_network(str(address), strict=False)))
         except ValueError:
-            problems.append(f"mcfleet_controller_addresses: {address!r} is not an IP address or network")
+            problems.append(f"{field}: {address!r} is not an IP address or network")
     return sorted(set(valid))
 
 
@@ -590,7 +630,7 @@ def _add_remote_datacentres(datacentres, remote, tls_port, endpoints, problems):
         if not isinstance(spec, Mapping):
             problems.append(f"{field}: {spec!r} is not a mapping with proxies_primary/proxies_secondary")
             continue
-        unknown = sorted(set(spec) - {"proxies_primary", "proxies_secondary"})
+        unknown = sorted(set(spec) - {"proxies_primary", "proxies_secondary", "router_networks"})
         if unknown:
             problems.append(f"{field}: unknown keys {', '.join(unknown)}")
         dc = _new_datacentre(name, local=False)
@@ -610,6 +650,8 @@ def _add_remote_datacentres(datacentres, remote, tls_port, endpoints, problems):
                 dc[pool].append({"host": host, "address": address, "port": tls_port})
                 if pool == "proxies_primary" or address not in {e["address"] for e in dc["proxies_primary"]}:
                     _claim_endpoint(endpoints, address, tls_port, f"{name} {pool} {host}", problems)
+        if "router_networks" in spec:
+            dc["router_networks"] = _networks(spec["router_networks"], f"{field}.router_networks", problems)
         if not dc["proxies_primary"]:
             problems.append(f"{field}.proxies_primary: empty, so routes to {name} lead nowhere")
         primary = {entry["address"] for entry in dc["proxies_primary"]}

@@ -55,7 +55,10 @@ options:
     type: str
     default: MCFLEET-MEMCACHED
   comment:
-    description: Comment on the jump rule, so operators know who owns it.
+    description:
+      - Comment on the jump rule, so operators know who owns it.
+      - At most 256 letters, digits, spaces and C(, . : ; ( ) _ / + = @ -); a quote or backslash is
+        refused, since iptables would not list the rule back as it was written.
     type: str
     default: "mcfleet: only memcached clients reach memcached"
   netns:

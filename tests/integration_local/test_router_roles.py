@@ -15,9 +15,11 @@ from ansible_collections.mcfleet.fleet.tests.integration_local.role_check import
 from ansible_collections.mcfleet.fleet.tests.unit.topology_fixtures import inventory_data
 
 GOLDEN = REPO / "tests" / "unit" / "golden"
-# The TLS material's files exist only where an operator's CA made them (not here).
+# The TLS material's files exist only where an operator's CA made them (not here). The
+# proxies' firewall runs (check mode: it reads this machine's iptables, writes nothing).
 MCROUTER_SKIP = ("mcrouter_install", "mcrouter_service", "mcrouter_tls")
 PROXY_SKIP = ("memcached_proxy_install", "memcached_proxy_service", "memcached_proxy_tls")
+FIREWALL_TASK = "Admit only other datacentres' routers and proxies and the controller to the proxy's ports"
 ENGINES = {
     "mcrouter": {
         "role": "mcfleet.fleet.mcrouter",
@@ -53,7 +55,7 @@ def unit_of(text):
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory):
-    """{inventory: (model, {host: (unit text, config text)})}, one role run per inventory."""
+    """{inventory: (model, {host: (unit text, config text)}, run)}, one role run per inventory."""
     results = {}
     for inventory, engine in INVENTORY_ENGINE.items():
         spec = ENGINES[engine]
@@ -72,13 +74,13 @@ def rendered(tmp_path_factory):
             host: (run.written(host, spec["unit_task"]), run.written(host, spec["config_task"]))
             for host in model["routers"]
         }
-        results[inventory] = (model, files)
+        results[inventory] = (model, files, run)
     return results
 
 
 @pytest.mark.parametrize("inventory", ["eqiad", "codfw", "lab"])
 def test_configs_are_the_golden_files(rendered, inventory):
-    model, files = rendered[inventory]
+    model, files, _run = rendered[inventory]
     assert files, f"{inventory} has no routers"
     for host, (_unit, config) in files.items():
         golden = GOLDEN / inventory / host / ENGINES[model["routers"][host]["engine"]]["golden"]
@@ -87,7 +89,7 @@ def test_configs_are_the_golden_files(rendered, inventory):
 
 @pytest.mark.parametrize("inventory", ["eqiad", "codfw"])
 def test_mcrouter_units_carry_the_models_flags(rendered, inventory):
-    model, files = rendered[inventory]
+    model, files, _run = rendered[inventory]
     for host, (unit_text, config) in files.items():
         router = model["routers"][host]
         assert router["engine"] == "mcrouter"
@@ -130,7 +132,7 @@ def test_mcrouter_units_carry_the_models_flags(rendered, inventory):
 
 
 def test_lab_units_run_memcacheds_proxy_on_the_models_listeners(rendered):
-    model, files = rendered["lab"]
+    model, files, _run = rendered["lab"]
     for host, (unit_text, config) in files.items():
         router = model["routers"][host]
         assert router["engine"] == "memcached_proxy"
@@ -187,3 +189,42 @@ def test_memcached_proxy_is_refused_before_trixie(tmp_path):
     assert run.returncode != 0
     assert "mw1001: mcfleet_router_engine=memcached_proxy needs Debian 13 (trixie) or later" in message
     assert "this host runs Debian 12" in message
+
+
+def test_eqiads_proxies_would_admit_only_codfws_app_servers_and_proxies_and_the_controller(rendered):
+    _model, _files, run = rendered["eqiad"]
+    rules = run.written("mwproxy1001.eqiad.wmnet", FIREWALL_TASK).splitlines()
+    jump = [rule for rule in rules if rule.startswith("ipv4: -A INPUT") and "-j MCFLEET-PROXY" in rule]
+    assert len(jump) == 1 and "--dports 11213,11214" in jump[0], rules
+    accepted = [
+        rule.split(" -s ")[1].split()[0] for rule in rules if rule.startswith("ipv4: -A MCFLEET-PROXY -s")
+    ]
+    codfw_proxies = [f"198.51.100.{n}/32" for n in range(169, 177)]
+    assert accepted == ["198.51.100.128/27", *codfw_proxies, "198.51.100.250/32"]
+    assert "ipv4: -A MCFLEET-PROXY -p tcp -j REJECT --reject-with tcp-reset" in rules
+    # An app server's router takes no cross-datacentre clients: no firewall task runs there.
+    assert FIREWALL_TASK not in run.tasks["mw1001.eqiad.wmnet"]
+
+
+def test_a_proxy_firewall_that_would_shut_out_a_remote_datacentres_app_servers_is_refused(tmp_path):
+    codfw_proxies = {"proxies_primary": ["198.51.100.169"], "proxies_secondary": ["198.51.100.173"]}
+    run = run_role(
+        tmp_path,
+        "mcfleet.fleet.mcrouter",
+        "mwproxy1001.eqiad.wmnet",
+        REPO / "inventories" / "eqiad",
+        debian=12,
+        skip_tags=MCROUTER_SKIP,
+        extra_vars={
+            "mcrouter_deb": "/srv/debs/mcrouter.deb",
+            "mcfleet_remote_datacentres": {"codfw": codfw_proxies},
+            "proxy_firewall_client_networks": ["10.0.0.0/33"],
+        },
+    )
+    message = run.failures().get("mwproxy1001.eqiad.wmnet", "")
+    assert run.returncode != 0
+    assert "the firewall would refuse the app servers of codfw" in message
+    assert "mcfleet_remote_datacentres.<name>.router_networks" in message
+    assert 'proxy_firewall_client_networks has "10.0.0.0/33"' in message
+    # Refused before anything: the firewall task never ran.
+    assert FIREWALL_TASK not in run.tasks["mwproxy1001.eqiad.wmnet"]

@@ -1,6 +1,7 @@
 """The topology model: built from the real inventories, every validation error on its own, and
 the topology action that sets it as a fact."""
 
+import ipaddress
 from types import SimpleNamespace
 from unittest import mock
 
@@ -374,6 +375,70 @@ def test_a_datacentre_without_proxies_admits_the_other_datacentres_routers():
     # The renderers route /codfw/ straight to codfw's main pool, so eqiad's router is its client.
     assert f"{eqiad_router}/32" in memcached_clients(model, "mc2001")
     assert f"{codfw_router}/32" in memcached_clients(model, "mc1001")
+
+
+def test_proxy_clients_are_the_other_datacentres_routers_and_proxies_and_the_controller():
+    from ansible_collections.mcfleet.fleet.plugins.module_utils.topology import proxy_clients
+
+    groups, hostvars = inventory_data("lab")
+    model = build_topology(groups, hostvars)
+    # codfw's router and proxies (.25-.27) and the controller (.1); never eqiad's own hosts.
+    assert proxy_clients(model, "mwproxy1001") == {
+        "networks": [f"10.89.213.{n}/32" for n in (1, 25, 26, 27)],
+        "unknown_datacentres": [],
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "remote_routers"), [("eqiad", "198.51.100.128/27"), ("codfw", "198.51.100.0/28")]
+)
+def test_a_remote_datacentres_app_servers_reach_this_inventorys_proxies(name, remote_routers):
+    from ansible_collections.mcfleet.fleet.plugins.module_utils.topology import proxy_clients
+
+    groups, hostvars = inventory_data(name)
+    model = build_topology(groups, hostvars)
+    remote = next(dc for dc in model["datacentres"].values() if not dc["local"])
+    clients = proxy_clients(model, groups["proxies_primary"][0])
+    assert clients["unknown_datacentres"] == []
+    assert remote_routers in clients["networks"]
+    # Every address the remote routers use is inside the declared network (the inventories agree).
+    other_groups, other_hostvars = inventory_data(remote["name"])
+    network = ipaddress.ip_network(remote_routers)
+    assert all(
+        ipaddress.ip_address(other_hostvars[host]["mcfleet_address"]) in network
+        for host in other_groups["routers"]
+    )
+    for entry in remote["proxies_primary"] + remote["proxies_secondary"]:
+        assert f"{entry['address']}/32" in clients["networks"]
+
+
+def test_a_remote_datacentre_without_router_networks_is_named_as_unknown():
+    from ansible_collections.mcfleet.fleet.plugins.module_utils.topology import proxy_clients
+
+    groups, hostvars = small_fleet(mcfleet_remote_datacentres={"ulsfo": {"proxies_primary": ["10.0.4.1"]}})
+    model = build_topology(groups, hostvars)
+    assert model["datacentres"]["ulsfo"]["router_networks"] is None
+    assert proxy_clients(model, "mwproxy1001")["unknown_datacentres"] == ["ulsfo"]
+
+
+@pytest.mark.parametrize(
+    ("router_networks", "expected"),
+    [
+        (
+            "10.0.5.0/33",
+            "mcfleet_remote_datacentres.ulsfo.router_networks: '10.0.5.0/33' is not an IP address or network",
+        ),
+        (
+            {"net": "10.0.5.0/24"},
+            "mcfleet_remote_datacentres.ulsfo.router_networks: {'net': '10.0.5.0/24'} "
+            "is not a list of addresses",
+        ),
+    ],
+)
+def test_bad_router_networks_are_refused_naming_the_field(router_networks, expected):
+    spec = {"proxies_primary": ["10.0.4.1"], "router_networks": router_networks}
+    groups, hostvars = small_fleet(mcfleet_remote_datacentres={"ulsfo": spec})
+    assert only_problem(groups, hostvars) == expected
 
 
 def test_tls_on_without_certificate_paths():

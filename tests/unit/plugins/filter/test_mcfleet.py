@@ -19,6 +19,14 @@ def test_router_filters_refuse_a_host_that_is_no_router(name):
         FILTERS[name](model, "mc1001")
 
 
+def test_proxy_clients_refuses_an_app_servers_router_and_answers_for_a_proxy():
+    model = build_topology(*small_fleet())
+    with pytest.raises(AnsibleFilterError, match="mw1001 is a router, not a proxy"):
+        FILTERS["proxy_clients"](model, "mw1001")
+    # codfw's router (.20) and proxy (.30); eqiad's own hosts are not its clients.
+    assert FILTERS["proxy_clients"](model, "mwproxy1001")["networks"] == ["10.0.2.20/32", "10.0.2.30/32"]
+
+
 def test_config_names_follow_the_engine():
     groups, hostvars = small_fleet()
     hostvars["mw2001"]["mcfleet_router_engine"] = "memcached_proxy"

@@ -299,8 +299,23 @@ def test_bad_input_is_refused_before_the_host_is_touched(lab, modules):
         ({"client_networks": ["mw1001"]}, "client_networks[0]='mw1001'"),
         ({"chain": "MCFLEET-DRILL-X"}, "chain='MCFLEET-DRILL-X'"),
         ({"ports": [70000]}, "70000"),
+        # iptables would list a quote back differently, so every run would "change" the rule.
+        ({"comment": "datacentres' routers"}, 'comment="datacentres\' routers"'),
     ]:
         failed = firewall(may_fail=True, **params)
         assert failed.get("failed") is True
         assert message in failed["msg"]
     assert listings(lab) == before
+
+
+def test_a_chain_of_its_own_with_its_own_comment_converges_once(lab, modules):
+    # The proxies' firewall (roles/proxy_firewall): its chain and comment read back as written.
+    firewall, _block = modules
+    proxy = {
+        "chain": "MCFLEET-PROXY",
+        "comment": "mcfleet: only other datacentres routers and proxies reach this proxy",
+    }
+    assert firewall(**proxy)["changed"] is True
+    assert firewall(**proxy)["changed"] is False
+    assert lab.probe(ROUTER) == "served"
+    assert lab.probe(OUTSIDER) == "refused"
