@@ -54,3 +54,20 @@ def test_steady_p99_is_the_median_of_per_second_p99s(tmp_path):
         records += [{"kind": "req", "t": 100 + second + i / 100, "ms": latency, "r": "ok"} for i in range(50)]
     timeline.write_text("".join(json.dumps(record) + "\n" for record in records))
     assert steady_p99(str(timeline)) == 1.0
+
+
+def test_loading_the_filters_does_not_import_matplotlib():
+    # Every Ansible worker that templates one of these filters imports this file, once per
+    # host and task: matplotlib (about a second of CPU) is imported only to draw a chart.
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import ansible_collections.mcfleet.fleet.plugins.filter.mcfleet; "
+        "print(sorted(name for name in sys.modules if name.split('.')[0] == 'matplotlib'))"
+    )
+    # A fresh interpreter that finds the collection where this one does.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path for path in sys.path if path)}
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert loaded.stdout.strip() == "[]"
