@@ -57,8 +57,8 @@ options:
   comment:
     description:
       - Comment on the jump rule, so operators know who owns it.
-      - At most 256 letters, digits, spaces and C(, . : ; ( ) _ / + = @ -); a quote or backslash is
-        refused, since iptables would not list the rule back as it was written.
+      - "At most 256 characters: letters, digits, spaces and C(, . : ; ( ) _ / + = @ -). A quote or
+        backslash is refused, since iptables would not list the rule back as it was written."
     type: str
     default: "mcfleet: only memcached clients reach memcached"
   netns:
