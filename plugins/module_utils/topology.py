@@ -287,6 +287,11 @@ def memcached_clients(model, host):
             pools = ("routers", *pools)
         for pool in pools:
             addresses.update(entry["address"] for entry in dc[pool])
+    return _sorted_cidrs(addresses)
+
+
+def _sorted_cidrs(addresses):
+    """Addresses or networks as unique CIDRs (IPv4 /32, IPv6 /128 for an address), IPv4 first."""
     networks = {ipaddress.ip_network(address, strict=False) for address in addresses}
     return [
         str(network)
@@ -312,18 +317,11 @@ def proxy_clients(model, host):
         for pool in ("routers", "proxies_primary", "proxies_secondary"):
             addresses.update(entry["address"] for entry in dc[pool])
         if not dc["local"]:
-            if dc.get("router_networks") is None:
+            if dc["router_networks"] is None:
                 unknown.append(name)
             else:
                 addresses.update(dc["router_networks"])
-    networks = {ipaddress.ip_network(address, strict=False) for address in addresses}
-    return {
-        "networks": [
-            str(network)
-            for network in sorted(networks, key=lambda n: (n.version, n.network_address, n.prefixlen))
-        ],
-        "unknown_datacentres": unknown,
-    }
+    return {"networks": _sorted_cidrs(addresses), "unknown_datacentres": unknown}
 
 
 def route_prefix(datacentre):
