@@ -52,6 +52,7 @@ from ansible_collections.mcfleet.fleet.plugins.module_utils import (
     render_memcached_proxy,
     route_explain,
     route_hashing,
+    tls_material,
     warm_restart,
 )
 from ansible_collections.mcfleet.fleet.plugins.module_utils import (
@@ -168,6 +169,24 @@ def network_problem(value):
     return ""
 
 
+def tls_pair_problem(cert_pem, key_pem, cert_field, key_field):
+    """'' when the PEM certificate and key are a pair (or one is empty), else why not (never key bytes).
+
+    On the controller, before either file reaches a host: a key that is not the certificate's
+    would stop memcached at its next start, and break its TLS on refresh_certs.
+    """
+    if not cert_pem or not key_pem:
+        return ""
+    try:
+        certificate = tls_material.load_certificate(cert_pem, cert_field)
+        if not tls_material.key_matches(certificate, key_pem, key_field):
+            subject = certificate.subject.rfc4514_string()
+            return f"{key_field} is not the private key of {cert_field} ({subject})"
+    except tls_material.TLSMaterialError as error:
+        return str(error)
+    return ""
+
+
 def maintenance_plan(model, play_hosts, **choices):
     return maintenance_plan_utils.plan_maintenance(model, play_hosts, **choices)
 
@@ -277,6 +296,7 @@ class FilterModule:
             "maintenance_unfinished_hosts": maintenance_unfinished_hosts,
             "reimage_argv": reimage_argv,
             "network_problem": network_problem,
+            "tls_pair_problem": tls_pair_problem,
             "router_config_path": router_config_path,
             "memcached_expected_settings": memcached_expected_settings,
             "route_explain": route_explain_filter,

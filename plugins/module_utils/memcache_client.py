@@ -2,7 +2,8 @@
 
 Modules run on target hosts where pymemcache is not installed, so the verifier, the
 traffic generator and the drill helpers speak the protocol themselves. Only the
-commands they need: get/gets (multi-key), set, delete, flush_all, stats, version.
+commands they need: get/gets (multi-key), set, delete, flush_all, stats, version,
+refresh_certs.
 
 Reads through a router use the protocol its engine answers correctly (READ_PROTOCOLS):
 memcached's proxy (1.6.38) strips the routing prefix with `r:ltrimkey()`, and a text
@@ -249,6 +250,16 @@ class MemcacheClient:
         self._raise_for_error(line)
         if line != b"OK":
             raise MemcacheError(f"unexpected reply to flush_all: {line[:80]!r}")
+
+    def refresh_certs(self) -> None:
+        """Make memcached load its TLS certificate, key and CA files again (`refresh_certs`).
+
+        memcached answers OK, or the OpenSSL error of the file it could not load (memcached's
+        proto_text.c, process_refresh_certs_command); that error is raised as it was given.
+        """
+        line = self._request(b"refresh_certs\r\n", self._readline)
+        if line != b"OK":
+            raise MemcacheError(line.decode(errors="replace")[:400])
 
     def version(self) -> str:
         line = self._request(b"version\r\n", self._readline)

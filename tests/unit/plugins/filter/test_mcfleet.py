@@ -5,8 +5,13 @@
 
 import pytest
 from ansible.errors import AnsibleFilterError
-from ansible_collections.mcfleet.fleet.plugins.filter.mcfleet import FilterModule, network_problem
+from ansible_collections.mcfleet.fleet.plugins.filter.mcfleet import (
+    FilterModule,
+    network_problem,
+    tls_pair_problem,
+)
 from ansible_collections.mcfleet.fleet.plugins.module_utils.topology import build_topology
+from ansible_collections.mcfleet.fleet.tests.unit.tls_fixtures import certificate, new_key, pem_key
 from ansible_collections.mcfleet.fleet.tests.unit.topology_fixtures import small_fleet
 
 FILTERS = FilterModule().filters()
@@ -39,6 +44,21 @@ def test_config_names_follow_the_engine():
 def test_network_problem_is_empty_for_a_network_and_names_a_bad_one():
     assert network_problem("fd00::/8") == ""
     assert "10.0.0.0/33" in network_problem("10.0.0.0/33")
+
+
+def test_tls_pair_problem_names_the_fields_and_never_the_key():
+    key, other_key = new_key(), new_key()
+    cert, key_pem, other_pem = certificate(key, "mc1001", key), pem_key(key), pem_key(other_key)
+    fields = ("memcached_tls_cert_content", "memcached_tls_key_content")
+    assert tls_pair_problem(cert.decode(), key_pem.decode(), *fields) == ""
+    assert tls_pair_problem("", "", *fields) == ""
+    mismatch = tls_pair_problem(cert.decode(), other_pem.decode(), *fields)
+    assert (
+        mismatch
+        == "memcached_tls_key_content is not the private key of memcached_tls_cert_content (CN=mc1001)"
+    )
+    assert "not an unencrypted PEM private key" in tls_pair_problem(cert.decode(), "junk", *fields)
+    assert "not a PEM certificate" in tls_pair_problem("junk", key_pem.decode(), *fields)
 
 
 def test_steady_p99_is_the_median_of_per_second_p99s(tmp_path):
