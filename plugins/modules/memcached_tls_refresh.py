@@ -59,14 +59,14 @@ options:
 attributes:
   check_mode:
     support: full
-    details: Reads the served and installed certificates and checks the files; sends nothing.
+    description: Reads the served and installed certificates and checks the files; sends nothing.
   diff_mode:
     support: full
-    details: The fingerprint memcached presents before and after.
+    description: The fingerprint memcached presents before and after.
   platform:
     support: full
     platforms: posix
-    details: Runs on the memcached host.
+    description: Runs on the memcached host.
 """
 
 EXAMPLES = r"""
