@@ -12,6 +12,7 @@ from ansible_collections.mcfleet.fleet.tests.integration_local.role_check import
     fleet_inventory,
     run_role,
 )
+from ansible_collections.mcfleet.fleet.tests.unit.tls_fixtures import certificate, new_key, pem_key
 
 ROLE_DIR = REPO / "roles" / "memcached"
 # Debian major release -> the memcached version its vars file names.
@@ -23,15 +24,17 @@ CONF_TASK = "Write /etc/memcached.conf"
 SKIP = ("memcached_install", "memcached_firewall", "memcached_service")
 # Who may connect: the routers' network (the role refuses a firewall that admits nobody).
 SETTINGS = {"memcached_client_networks": ["192.0.2.0/24"]}
+# A real certificate and its key: the preflight checks they are a pair.
+_SHARD_KEY, _OTHER_KEY = new_key(), new_key()
 TLS = {
     "memcached_tls_enabled": True,
     "memcached_tls_ca_path": "/etc/memcached/tls/ca.pem",
     "memcached_extstore_path": "/var/lib/memcached/extstore",
     "memcached_extstore_size_mb": 2048,
     # Given, so the role installs them (this machine has no /etc/memcached/tls).
-    "memcached_tls_cert_content": "-----BEGIN CERTIFICATE-----\n",
-    "memcached_tls_key_content": "-----BEGIN PRIVATE KEY-----\n",
-    "memcached_tls_ca_content": "-----BEGIN CERTIFICATE-----\n",
+    "memcached_tls_cert_content": certificate(_SHARD_KEY, "tls13", _SHARD_KEY).decode(),
+    "memcached_tls_key_content": pem_key(_SHARD_KEY).decode(),
+    "memcached_tls_ca_content": certificate(_SHARD_KEY, "tls13", _SHARD_KEY).decode(),
 }
 
 
@@ -151,4 +154,25 @@ def test_tls_without_certificate_or_key_anywhere_is_refused_before_any_change(tm
     assert f"memcached_tls_key_path={tmp_path}/absent-key.pem is not on the host" in message
     assert "memcached_tls_ca_path=/etc/memcached/tls/ca.pem is not on the host" in message
     changed = [name for name, result in run.tasks.get("tlsbare", {}).items() if result.get("changed")]
+    assert changed == [], f"refused before any change, but {changed} changed"
+
+
+def test_a_key_that_is_not_the_certificates_is_refused_before_any_change(tmp_path):
+    tls = {**TLS, "memcached_tls_key_content": pem_key(_OTHER_KEY).decode()}
+    shards = {"tlspair": {"mcfleet_address": address(13), **tls}}
+    run = run_role(
+        tmp_path,
+        "mcfleet.fleet.memcached",
+        "tlspair",
+        fleet_inventory(shards, SETTINGS),
+        debian=13,
+        skip_tags=SKIP,
+    )
+    assert run.returncode != 0
+    message = run.failures().get("tlspair", "")
+    assert (
+        "memcached_tls_key_content is not the private key of memcached_tls_cert_content (CN=tls13)" in message
+    )
+    assert "BEGIN" not in message, "the message shows no PEM text"
+    changed = [name for name, result in run.tasks.get("tlspair", {}).items() if result.get("changed")]
     assert changed == [], f"refused before any change, but {changed} changed"
