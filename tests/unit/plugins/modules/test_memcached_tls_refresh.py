@@ -127,8 +127,8 @@ def test_a_renewed_certificate_is_served_by_the_same_memcached_with_its_items(ca
 def test_a_key_that_is_not_the_certificates_is_refused_before_memcached_is_asked(capsys, tls_memcached):
     server = tls_memcached
     first = presented(server)
-    other_cert, _ = pair("shard-other")
-    _, renewed_key = pair("shard-renewed")
+    other_cert = pair("shard-other")[0]
+    renewed_key = pair("shard-renewed")[1]
     server["files"].install(other_cert, renewed_key)
     refused = run(capsys, server)
     assert refused["rc"] == 1 and refused["changed"] is False
