@@ -18,6 +18,7 @@ import contextlib
 import grp
 import hashlib
 import os
+import pathlib
 import pwd
 import socket
 import ssl
@@ -75,13 +76,7 @@ def served_der(address, port, timeout_s):
 def _readable_by(path, uid, gids):
     """Why `uid` (with groups `gids`) cannot read `path`, or None: the file and every parent directory."""
     path = os.path.abspath(path)
-    directories = []
-    parent = os.path.dirname(path)
-    while True:
-        directories.append(parent)
-        if parent == os.path.dirname(parent):
-            break
-        parent = os.path.dirname(parent)
+    directories = [str(parent) for parent in pathlib.PurePath(path).parents]
     checks = [(directory, stat.S_IXUSR, stat.S_IXGRP, stat.S_IXOTH, "search") for directory in directories]
     checks.append((path, stat.S_IRUSR, stat.S_IRGRP, stat.S_IROTH, "read"))
     for checked, user_bit, group_bit, other_bit, what in checks:

@@ -26,15 +26,16 @@ SKIP = ("memcached_install", "memcached_firewall", "memcached_service")
 SETTINGS = {"memcached_client_networks": ["192.0.2.0/24"]}
 # A real certificate and its key: the preflight checks they are a pair.
 _SHARD_KEY, _OTHER_KEY = new_key(), new_key()
+_SHARD_CERT = certificate(_SHARD_KEY, "tls13", _SHARD_KEY).decode()
 TLS = {
     "memcached_tls_enabled": True,
     "memcached_tls_ca_path": "/etc/memcached/tls/ca.pem",
     "memcached_extstore_path": "/var/lib/memcached/extstore",
     "memcached_extstore_size_mb": 2048,
     # Given, so the role installs them (this machine has no /etc/memcached/tls).
-    "memcached_tls_cert_content": certificate(_SHARD_KEY, "tls13", _SHARD_KEY).decode(),
+    "memcached_tls_cert_content": _SHARD_CERT,
     "memcached_tls_key_content": pem_key(_SHARD_KEY).decode(),
-    "memcached_tls_ca_content": certificate(_SHARD_KEY, "tls13", _SHARD_KEY).decode(),
+    "memcached_tls_ca_content": _SHARD_CERT,
 }
 
 
@@ -135,44 +136,37 @@ def test_tls_is_refused_where_memcached_is_built_without_it(tmp_path, major):
     assert CONF_TASK not in run.tasks.get("tlsold", {}), "refused before writing anything"
 
 
+def refused_before_any_change(tmp_path, host, tls):
+    """The role's failure message for one Debian 13 shard with `tls`, once no task has changed anything."""
+    shards = {host: {"mcfleet_address": address(13), **tls}}
+    run = run_role(
+        tmp_path,
+        "mcfleet.fleet.memcached",
+        host,
+        fleet_inventory(shards, SETTINGS),
+        debian=13,
+        skip_tags=SKIP,
+    )
+    assert run.returncode != 0
+    changed = [name for name, result in run.tasks.get(host, {}).items() if result.get("changed")]
+    assert changed == [], f"refused before any change, but {changed} changed"
+    return run.failures().get(host, "")
+
+
 def test_tls_without_certificate_or_key_anywhere_is_refused_before_any_change(tmp_path):
     tls = {key: value for key, value in TLS.items() if not key.endswith("_content")}
     tls["memcached_tls_cert_path"] = str(tmp_path / "absent-cert.pem")
     tls["memcached_tls_key_path"] = str(tmp_path / "absent-key.pem")
-    shards = {"tlsbare": {"mcfleet_address": address(13), **tls}}
-    run = run_role(
-        tmp_path,
-        "mcfleet.fleet.memcached",
-        "tlsbare",
-        fleet_inventory(shards, SETTINGS),
-        debian=13,
-        skip_tags=SKIP,
-    )
-    assert run.returncode != 0
-    message = run.failures().get("tlsbare", "")
+    message = refused_before_any_change(tmp_path, "tlsbare", tls)
     assert f"memcached_tls_cert_path={tmp_path}/absent-cert.pem is not on the host" in message
     assert f"memcached_tls_key_path={tmp_path}/absent-key.pem is not on the host" in message
     assert "memcached_tls_ca_path=/etc/memcached/tls/ca.pem is not on the host" in message
-    changed = [name for name, result in run.tasks.get("tlsbare", {}).items() if result.get("changed")]
-    assert changed == [], f"refused before any change, but {changed} changed"
 
 
 def test_a_key_that_is_not_the_certificates_is_refused_before_any_change(tmp_path):
     tls = {**TLS, "memcached_tls_key_content": pem_key(_OTHER_KEY).decode()}
-    shards = {"tlspair": {"mcfleet_address": address(13), **tls}}
-    run = run_role(
-        tmp_path,
-        "mcfleet.fleet.memcached",
-        "tlspair",
-        fleet_inventory(shards, SETTINGS),
-        debian=13,
-        skip_tags=SKIP,
-    )
-    assert run.returncode != 0
-    message = run.failures().get("tlspair", "")
+    message = refused_before_any_change(tmp_path, "tlspair", tls)
     assert (
         "memcached_tls_key_content is not the private key of memcached_tls_cert_content (CN=tls13)" in message
     )
     assert "BEGIN" not in message, "the message shows no PEM text"
-    changed = [name for name, result in run.tasks.get("tlspair", {}).items() if result.get("changed")]
-    assert changed == [], f"refused before any change, but {changed} changed"
